@@ -1,0 +1,235 @@
+"""Configuration: defaults, files, environment and forced values, resolved when a call is made.
+
+Layers, later ones winning key by key:
+
+1. ``llmkit/config.ini`` (the package's defaults);
+2. ``config.ini`` in the working directory (merged into the defaults, not replacing them);
+3. environment variables (`ENV_VARS`, and ``LLMKIT_<KEY>`` for any key);
+4. `force_default_value` (and `force_api_type` / `force_api_cache` in the registry);
+5. arguments given to a call.
+
+Every value is checked against `SCHEMA`; a bad one raises `ConfigError` naming where it came
+from, the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import configparser
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "ENV_VARS",
+    "SCHEMA",
+    "SECRET_KEYS",
+    "Settings",
+    "force_default_value",
+    "parse_value",
+    "reset_forced",
+    "resolve",
+]
+
+SECTIONS = {"openai", "llmkit"}
+ALIASES = {"freq_penalty": "frequency_penalty"}  # TinyTroupe's spelling
+PACKAGE_CONFIG = Path(__file__).with_name("config.ini")
+
+
+def _number(lo: float, hi: float, kind: type = float) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not (lo <= value <= hi) or (isinstance(value, float) and math.isnan(value)):
+            raise ValueError
+        return value
+    parse.expected = f"{'an integer' if kind is int else 'a number'} from {lo:g} to {hi:g}"  # type: ignore[attr-defined]
+    return parse
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError
+
+
+_bool.expected = "true or false"  # type: ignore[attr-defined]
+
+
+def _text(text: str) -> str | None:
+    return text.strip() or None
+
+
+_text.expected = "text"  # type: ignore[attr-defined]
+
+SCHEMA: dict[str, Callable[[str], Any]] = {
+    "api_type": _text,
+    "model": _text,
+    "max_tokens": _number(1, 10_000_000, int),
+    "temperature": _number(0, 2),
+    "top_p": _number(0, 1),
+    "frequency_penalty": _number(-2, 2),
+    "presence_penalty": _number(-2, 2),
+    "timeout": _number(0.001, 86_400),
+    "max_attempts": _number(1, 100, int),
+    "waiting_time": _number(0, 3600),
+    "exponential_backoff_factor": _number(1, 100),
+    "max_waiting_time": _number(0, 86_400),
+    "embedding_model": _text,
+    "cache_api_calls": _bool,
+    "cache_dir": _text,
+    "base_url": _text,
+    "api_key": _text,
+    "azure_endpoint": _text,
+    "azure_api_key": _text,
+    "azure_api_version": _text,
+    "template_path": _text,
+}
+"""Every configuration key (lower case) and the parser that checks its value."""
+
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    "api_key": ("OPENAI_API_KEY",),
+    "base_url": ("OPENAI_BASE_URL",),
+    "azure_endpoint": ("AZURE_OPENAI_ENDPOINT",),
+    "azure_api_key": ("AZURE_OPENAI_KEY", "AZURE_OPENAI_API_KEY"),
+    "azure_api_version": ("AZURE_API_VERSION", "OPENAI_API_VERSION"),
+    "cache_dir": ("LLMKIT_CACHE_DIR",),
+}
+"""Well-known environment variables per key; ``LLMKIT_<KEY>`` works for every key too."""
+
+SECRET_KEYS = frozenset({"api_key", "azure_api_key"})
+"""Keys whose values are never shown, logged or cached."""
+
+_forced: dict[str, tuple[Any, str]] = {}
+_file_cache: dict[Path, tuple[float, dict[str, tuple[str, str]]]] = {}
+
+
+def parse_value(key: str, raw: Any, source: str) -> Any:
+    """Check one value; raise `ConfigError` saying where it came from and what was expected."""
+    parser = SCHEMA.get(key)
+    if parser is None:
+        raise ConfigError(f"{source}: unknown configuration key {key!r}; "
+                          f"known keys: {', '.join(sorted(SCHEMA))}")
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raw = str(raw)
+        else:
+            raw = repr(raw)
+    try:
+        return parser(raw)
+    except ValueError:
+        shown = "<hidden>" if key in SECRET_KEYS else repr(raw)
+        raise ConfigError(f"{source}: {key.upper()} = {shown} is not valid; expected "
+                          f"{parser.expected}") from None  # type: ignore[attr-defined]
+
+
+def _read_file(path: Path) -> dict[str, tuple[str, str]]:
+    """Raw values of one config file, with the source of each; re-read only when it changes."""
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return {}
+    cached = _file_cache.get(path)
+    if cached and cached[0] == mtime:
+        return cached[1]
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as exc:
+        raise ConfigError(f"{path}: cannot parse: {exc}") from None
+    values: dict[str, tuple[str, str]] = {}
+    for section in parser.sections():
+        if section.lower() not in SECTIONS:
+            continue  # other programs' sections (TinyTroupe's [Simulation], ...)
+        for key, raw in parser.items(section):
+            key = ALIASES.get(key, key)
+            if key in SCHEMA:
+                values[key] = (raw, f"{path} [{section}]")
+            else:
+                warnings.warn(f"{path} [{section}]: unknown key {key.upper()} is ignored; "
+                              f"known keys: {', '.join(k.upper() for k in SCHEMA)}", stacklevel=4)
+    _file_cache[path] = (mtime, values)
+    return values
+
+
+def _layers() -> Iterator[tuple[str, Any, str]]:
+    """(key, raw value, source) from every layer, lowest first."""
+    for path in (PACKAGE_CONFIG, Path.cwd() / "config.ini"):
+        for key, (raw, source) in _read_file(path).items():
+            yield key, raw, source
+    for key in SCHEMA:
+        for name in (*ENV_VARS.get(key, ()), f"LLMKIT_{key.upper()}"):
+            if os.environ.get(name):
+                yield key, os.environ[name], f"environment variable {name}"
+                break
+    for key, (value, source) in _forced.items():
+        yield key, value, source
+
+
+class Settings(Mapping[str, Any]):
+    """The resolved configuration at one moment: a read-only mapping whose repr hides secrets.
+
+    Values are reachable as ``settings["model"]`` or ``settings.model``.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_data", dict(data))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._data[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __repr__(self) -> str:
+        shown = {k: ("<hidden>" if k in SECRET_KEYS and v else v) for k, v in self._data.items()}
+        return f"Settings({shown})"
+
+
+def resolve() -> Settings:
+    """Merge every layer now, then check the value that won for each key."""
+    winners: dict[str, tuple[Any, str]] = {}
+    for key, value, source in _layers():
+        winners[key] = (value, source)
+    values: dict[str, Any] = {key: None for key in SCHEMA}
+    for key, (value, source) in winners.items():
+        values[key] = value if source == "forced" else parse_value(key, value, source)
+    return Settings(values)
+
+
+def force_default_value(key: str, value: Any) -> None:
+    """Override a configuration key (lower case, as in `SCHEMA`) for this process.
+
+    ``None`` removes the override.  The value is checked now.
+    """
+    key = key.lower()
+    source = f"force_default_value({key!r}, ...)"
+    if value is None:
+        parse_value(key, None, source)
+        _forced.pop(key, None)
+        return
+    _forced[key] = (parse_value(key, value, source), "forced")
+
+
+def reset_forced() -> None:
+    """Remove every forced value (tests use this)."""
+    _forced.clear()

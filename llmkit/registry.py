@@ -1,0 +1,98 @@
+"""The client registry: which client answers `client()`, by api type."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from . import config
+from .errors import ConfigError
+from .openai_client import OpenAIClient
+
+__all__ = [
+    "client",
+    "force_api_cache",
+    "force_api_type",
+    "force_default_value",
+    "register_client",
+    "registered",
+]
+
+force_default_value = config.force_default_value
+
+_lock = threading.Lock()
+_clients: dict[str, OpenAIClient] = {}
+_factories: dict[str, Callable[[], OpenAIClient]] = {}
+_forced_api_type: str | None = None
+
+
+def _builtin_factories() -> dict[str, Callable[[], OpenAIClient]]:
+    from .azure_client import AzureClient
+    return {"openai": OpenAIClient, "azure": AzureClient}
+
+
+def register_client(api_type: str, client: OpenAIClient | Callable[[], OpenAIClient]) -> None:
+    """Register a client (or a function that builds one on first use) under ``api_type``."""
+    if not isinstance(api_type, str) or not api_type.strip():
+        raise ConfigError(f"register_client: api_type must be a non-empty string, got {api_type!r}")
+    key = api_type.strip().lower()
+    with _lock:
+        _clients.pop(key, None)
+        if isinstance(client, OpenAIClient):
+            _clients[key] = client
+        elif callable(client):
+            _factories[key] = client
+        else:
+            raise ConfigError(f"register_client: client must be an OpenAIClient (or a function "
+                              f"returning one), got {type(client).__name__}")
+
+
+def registered() -> list[str]:
+    """Names of every registered api type."""
+    with _lock:
+        return sorted({*_builtin_factories(), *_factories, *_clients})
+
+
+def _lookup(api_type: str) -> OpenAIClient:
+    key = api_type.strip().lower()
+    with _lock:
+        if key in _clients:
+            return _clients[key]
+        factory = _factories.get(key) or _builtin_factories().get(key)
+    if factory is None:
+        raise ConfigError(f"unknown api type {api_type!r}; registered: {', '.join(registered())} "
+                          "(add one with llmkit.register_client)")
+    made = factory()
+    with _lock:
+        return _clients.setdefault(key, made)
+
+
+def client(api_type: str | None = None) -> OpenAIClient:
+    """The active client: the forced api type, else the configured ``API_TYPE``."""
+    chosen = api_type or _forced_api_type or config.resolve().api_type or "openai"
+    return _lookup(chosen)
+
+
+def force_api_type(api_type: str | None) -> None:
+    """Make ``api_type`` the active one for this process; ``None`` restores the configured one."""
+    global _forced_api_type
+    if api_type is not None:
+        _lookup(api_type)  # fails now, listing the registered ones, if unknown
+        api_type = api_type.strip().lower()
+    _forced_api_type = api_type
+
+
+def force_api_cache(cache_api_calls: bool, cache_dir: str | None = None) -> None:
+    """Turn caching on or off for this process and, optionally, choose the cache folder."""
+    force_default_value("cache_api_calls", bool(cache_api_calls))
+    if cache_dir is not None:
+        force_default_value("cache_dir", str(cache_dir))
+
+
+def _reset() -> None:
+    """Forget registered clients and the forced api type (tests use this)."""
+    global _forced_api_type
+    with _lock:
+        _clients.clear()
+        _factories.clear()
+    _forced_api_type = None

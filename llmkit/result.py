@@ -1,0 +1,84 @@
+"""What a call produced: the `Completion` record and the `Result` text an LLMCall returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Completion", "Result"]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One chat completion: what was sent, what came back, how long it took, cache hit or not.
+
+    ``request`` holds the model, messages and sampling parameters (never credentials);
+    ``response`` is the API's JSON answer.
+    """
+
+    request: dict[str, Any]
+    response: dict[str, Any]
+    latency: float
+    cached: bool
+    api_type: str = "openai"
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.request.get("messages", []))
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The first choice's assistant message as a dict (``role``, ``content``, ...)."""
+        choices = self.response.get("choices") or [{}]
+        message = choices[0].get("message") or {}
+        return {k: v for k, v in message.items() if v is not None}
+
+    @property
+    def text(self) -> str:
+        return self.message.get("content") or ""
+
+    @property
+    def model(self) -> str:
+        return str(self.response.get("model") or self.request.get("model") or "")
+
+    @property
+    def usage(self) -> dict[str, int]:
+        usage = self.response.get("usage") or {}
+        return {k: int(usage.get(k) or 0)
+                for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+
+    @property
+    def finish_reason(self) -> str | None:
+        choices = self.response.get("choices") or [{}]
+        return choices[0].get("finish_reason")
+
+
+class Result(str):
+    """The output text of a call (a ``str``) that also carries its `Completion`."""
+
+    completion: Completion
+
+    def __new__(cls, completion: Completion) -> Result:
+        obj = super().__new__(cls, completion.text)
+        obj.completion = completion
+        return obj
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self.completion.messages
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return self.completion.usage
+
+    @property
+    def latency(self) -> float:
+        return self.completion.latency
+
+    @property
+    def cached(self) -> bool:
+        return self.completion.cached
+
+    @property
+    def model(self) -> str:
+        return self.completion.model

@@ -1,0 +1,76 @@
+"""Retries with exponential backoff, jitter, a cap, and the server's Retry-After."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+from .errors import AttemptsExhaustedError, CallError, NonTerminalError
+
+__all__ = ["RetryPolicy", "retry_after_seconds"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How often and how long to wait between attempts.
+
+    The n-th wait is ``waiting_time * exponential_backoff_factor ** (n - 1)``, capped at
+    ``max_waiting_time``, with "equal jitter" (a random value between half and all of it).
+    A server's Retry-After replaces the computed wait.
+    """
+
+    max_attempts: int = 5
+    waiting_time: float = 1.0
+    exponential_backoff_factor: float = 2.0
+    max_waiting_time: float = 60.0
+
+    def delay(self, failures: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after the ``failures``-th failed attempt."""
+        if retry_after is not None:
+            return max(0.0, retry_after)
+        wait = min(self.max_waiting_time,
+                   self.waiting_time * self.exponential_backoff_factor ** (failures - 1))
+        return wait / 2 + random.uniform(0, wait / 2)
+
+    def run(self, attempt: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
+        """Call ``attempt`` until it succeeds, a terminal error occurs, or attempts run out."""
+        for failures in range(1, self.max_attempts + 1):
+            try:
+                return attempt()
+            except NonTerminalError as exc:
+                if not exc.retryable:
+                    raise
+                last: CallError = exc
+                if failures == self.max_attempts:
+                    break
+                sleep(self.delay(failures, exc.retry_after))
+        raise AttemptsExhaustedError(self.max_attempts, last) from last
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return float(millis) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,67 @@
+"""LLMCall end to end against the test server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import llmkit
+from llmkit import LLMCall
+from llmkit.errors import MissingVariableError
+from tests.conftest import SECRET
+from tests.openai_server import OpenAITestServer
+
+
+def test_call_renders_sends_and_keeps_what_happened(llm: OpenAITestServer) -> None:
+    call = LLMCall("You are {{ persona }}.", "Tell me about {{ topic }}.", temperature=0, max_tokens=50)
+    assert call.variables == ["persona", "topic"]
+    out = call.call(persona="a poet", topic="the sea")
+    assert out == "echo: Tell me about the sea."
+    assert call.messages == [{"role": "system", "content": "You are a poet."},
+                             {"role": "user", "content": "Tell me about the sea."}]
+    assert call.model_output == {"role": "assistant", "content": out}
+    assert call.usage and call.usage["total_tokens"] > 0
+    assert call.latency is not None and call.latency > 0 and call.cached is False
+    assert out.usage == call.usage and out.messages == call.messages
+    body = llm.requests[-1].body
+    assert (body["temperature"], body["max_tokens"]) == (0, 50)
+    again = call.call(persona="a poet", topic="the sea")
+    assert again.cached is True and again == out and len(llm.requests) == 1
+
+
+def test_template_files(llm: OpenAITestServer, tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "sys.md").write_text("System for {{ who }}")
+    (tmp_path / "templates" / "user.md").write_text("Question: {{ q }}")
+    call = LLMCall("sys.md", "user.md")
+    assert call.call(who="me", q="why?") == "echo: Question: why?"
+    assert "sys.md" in repr(call) and "user.md" in repr(call)
+
+
+def test_missing_variable_sends_nothing(llm: OpenAITestServer) -> None:
+    call = LLMCall("Hi {{ name }}", "{{ question }}")
+    with pytest.raises(MissingVariableError, match="question"):
+        call.call(name="x")
+    assert llm.requests == []
+
+
+def test_defaults_resolved_at_call_time(llm: OpenAITestServer) -> None:
+    call = LLMCall("s", "u")
+    llmkit.force_default_value("model", "later-model")
+    call.call()
+    assert llm.requests[-1].body["model"] == "later-model"
+
+
+def test_explicit_client_and_streaming(llm: OpenAITestServer) -> None:
+    client = llmkit.OpenAIClient(base_url=llm.base_url, api_key=SECRET)
+    pieces: list[str] = []
+    out = LLMCall("s", "stream this answer", client=client).call(stream=True, on_delta=pieces.append)
+    assert "".join(pieces) == out == "echo: stream this answer"
+
+
+def test_repr_before_any_call_and_no_secret(llm: OpenAITestServer) -> None:
+    call = LLMCall("You are {{ x }}", model="gpt-4o", temperature=0.1)
+    assert repr(call) == "LLMCall(system='You are {{ x }}', model='gpt-4o', temperature=0.1)"
+    call.call(x="y")
+    assert SECRET not in repr(call)
