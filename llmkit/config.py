@@ -68,6 +68,13 @@ def _text(text: str) -> str | None:
 
 _text.expected = "text"  # type: ignore[attr-defined]
 
+def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def optional(text: str) -> Any:
+        return parse(text) if text.strip() else None
+    optional.expected = parse.expected + " (or empty)"  # type: ignore[attr-defined]
+    return optional
+
+
 SCHEMA: dict[str, Callable[[str], Any]] = {
     "api_type": _text,
     "model": _text,
@@ -90,6 +97,14 @@ SCHEMA: dict[str, Callable[[str], Any]] = {
     "azure_api_key": _text,
     "azure_api_version": _text,
     "template_path": _text,
+    "max_concurrency": _number(1, 1000, int),
+    "rpm": _optional(_number(0.001, 1e9)),
+    "tpm": _optional(_number(1, 1e12)),
+    "local_model": _text,
+    "local_n_ctx": _number(128, 1_048_576, int),
+    "local_n_parallel": _number(1, 64, int),
+    "local_threads": _number(0, 512, int),
+    "replay": _text,
 }
 """Every configuration key (lower case) and the parser that checks its value."""
 

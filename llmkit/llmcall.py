@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .result import Completion, Result
@@ -58,6 +58,30 @@ class LLMCall:
                                           cache=cache, **self.model_params)
         self.model_output = self.completion.message
         return Result(self.completion)
+
+    def map(self, rows: Iterable[Mapping[str, Any]], *, max_concurrency: int | None = None,
+            **options: Any) -> list[Any]:
+        """Run the call once per row of template variables, concurrently, within rate limits.
+
+        Results come back in input order; see `llmkit.batch.run_batch`.
+        """
+        from .batch import run_batch
+        return run_batch(self, rows, max_concurrency=max_concurrency, **options)
+
+    async def amap(self, rows: Iterable[Mapping[str, Any]], *, max_concurrency: int | None = None,
+                   **options: Any) -> list[Any]:
+        """`map` for asyncio code: ``await call.amap(rows)``."""
+        from .batch import arun_batch
+        return await arun_batch(self, rows, max_concurrency=max_concurrency, **options)
+
+    def playground(self) -> Any:
+        """An interactive widget to edit the templates, set variables and compare runs."""
+        from .playground import Playground
+        return Playground(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from .display import mimebundle
+        return mimebundle(self)
 
     # Read-only views of the last call.
     @property

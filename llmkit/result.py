@@ -82,3 +82,7 @@ class Result(str):
     @property
     def model(self) -> str:
         return self.completion.model
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from .display import mimebundle
+        return mimebundle(self)
