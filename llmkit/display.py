@@ -1,0 +1,359 @@
+"""Rich displays of an `LLMCall`, a `Result` or a `Completion`: text/plain, text/html, text/markdown.
+
+Pure Python: IPython and ipywidgets are imported only by `mimebundle` inside a live Jupyter kernel,
+where it adds the `llmkit.widgets.CallView` widget in front of the text fallbacks (which nbconvert,
+GitHub and terminals show).
+
+Safety: every piece of user or model text placed into HTML is escaped. The answer is rendered as
+Markdown by markdown-it-py in CommonMark mode with raw HTML off (it shows as text) and images off
+(a model told to by a prompt injection cannot make the page fetch a URL). Parameters whose name
+suggests a credential are hidden, and the configured API keys are replaced by ``<hidden>`` wherever
+they would appear.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Any
+
+from .errors import LLMKitError
+from .pricing import estimate_cost, format_cost
+from .result import Completion
+
+__all__ = [
+    "COLLAPSE_AT",
+    "CallSummary",
+    "MessageView",
+    "header_html",
+    "in_kernel",
+    "markdown_html",
+    "message_html",
+    "mimebundle",
+    "safe_markdown",
+    "summarize",
+    "to_html",
+    "to_markdown",
+    "to_text",
+    "usage_text",
+]
+
+COLLAPSE_AT = 400
+"""Messages longer than this many characters are collapsed (``<details>``)."""
+_HIDDEN = "<hidden>"
+_SECRET_NAME = re.compile(r"key|secret|password|token$|authorization|headers", re.IGNORECASE)
+_MIN_SECRET = 8  # shorter "keys" (e.g. "none" for a local server) are not worth hiding everywhere
+
+
+@dataclass(frozen=True)
+class MessageView:
+    """One message as displayed: role, text, and its prompt tokens (None when not counted)."""
+
+    role: str
+    content: str
+    tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    """Everything a display shows, already stripped of secrets."""
+
+    title: str
+    model: str
+    params: dict[str, str] = field(default_factory=dict)
+    messages: list[MessageView] = field(default_factory=list)
+    variables: list[str] = field(default_factory=list)
+    output: str | None = None
+    usage: dict[str, int] | None = None
+    latency: float | None = None
+    cached: bool | None = None
+    cost: float | None = None
+    finish_reason: str | None = None
+
+
+# -- summarizing ----------------------------------------------------------------------------------
+
+def summarize(obj: Any) -> CallSummary:
+    """The `CallSummary` of an `LLMCall`, a `Result` or a `Completion`."""
+    from .llmcall import LLMCall
+    from .result import Result
+    scrub = _scrubber(obj)
+    if isinstance(obj, Result):
+        return _from_completion("Result", obj.completion, scrub)
+    if isinstance(obj, Completion):
+        return _from_completion("Completion", obj, scrub)
+    if not isinstance(obj, LLMCall):
+        raise LLMKitError(f"llmkit.display: cannot display a {type(obj).__name__}; "
+                          f"pass an LLMCall, a Result or a Completion")
+    if obj.completion is not None:
+        return replace(_from_completion("LLMCall", obj.completion, scrub), variables=obj.variables)
+    templates = [("system template", obj.system_template)]
+    if obj.user_template is not None:
+        templates.append(("user template", obj.user_template))
+    messages = [MessageView(f"{role} {t.name}", scrub(t.source)) for role, t in templates]
+    params = {k: v for k, v in obj.model_params.items() if k != "model"}
+    model = obj.model_params.get("model") or _default_model(obj)
+    return CallSummary("LLMCall", scrub(str(model)), _shown_params(params, scrub), messages,
+                       obj.variables)
+
+
+Scrub = Callable[[str], str]
+
+
+def _from_completion(title: str, completion: Completion, scrub: Scrub) -> CallSummary:
+    model = completion.model
+    messages = [MessageView(str(m.get("role", "?")), scrub(_message_text(m)), _tokens(m, model))
+                for m in completion.messages]
+    params = {k: v for k, v in completion.request.items() if k not in ("messages", "model")}
+    usage = completion.usage if completion.response.get("usage") else None  # some servers omit it
+    cost = estimate_cost(model, usage["prompt_tokens"], usage["completion_tokens"]) if usage else None
+    return CallSummary(title, scrub(model), _shown_params(params, scrub), messages, [],
+                       scrub(_message_text(completion.message)), usage, completion.latency,
+                       completion.cached, cost, completion.finish_reason)
+
+
+def _message_text(message: Mapping[str, Any]) -> str:
+    """A message's text: its content (text parts of a list, ``[image_url]`` for others), tool calls."""
+    content = message.get("content")
+    if isinstance(content, list):
+        parts = [p.get("text", "") if p.get("type") == "text" else f"[{p.get('type')}]"
+                 for p in content if isinstance(p, Mapping)]
+        content = "\n".join(parts)
+    text = content if isinstance(content, str) else ""
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        text += f"\n[tool call] {function.get('name')}({function.get('arguments', '')})"
+    return text.strip("\n")
+
+
+def _tokens(message: Mapping[str, Any], model: str) -> int:
+    """Prompt tokens of one message (without the reply priming, so they add up to the prompt)."""
+    from .tokens import count_tokens
+    with warnings.catch_warnings():  # a local model's name is unknown to tiktoken: count silently
+        warnings.simplefilter("ignore")
+        return count_tokens([message], model) - count_tokens([], model)
+
+
+def _shown_params(params: Mapping[str, Any], scrub: Scrub) -> dict[str, str]:
+    shown = {}
+    for key, value in params.items():
+        text = _HIDDEN if _SECRET_NAME.search(key) else scrub(repr(value))
+        shown[key] = text if len(text) <= 80 else text[:79] + "…"
+    return shown
+
+
+def _default_model(call: Any) -> str:
+    try:
+        settings = call.client.settings() if call.client is not None else _settings()
+        return f"{settings['model']} (default)"
+    except (LLMKitError, AttributeError, KeyError):
+        return "(default model)"
+
+
+def _settings() -> Mapping[str, Any]:
+    from .config import resolve
+    return resolve()
+
+
+def _scrubber(obj: Any) -> Scrub:
+    """A function that replaces every configured API key (and the object's client's) by <hidden>."""
+    from .config import SECRET_KEYS
+    secrets: set[str] = set()
+    sources: list[Any] = [_settings]
+    if getattr(obj, "client", None) is not None and hasattr(obj.client, "settings"):
+        sources.append(obj.client.settings)
+    for source in sources:
+        try:
+            values = source()
+        except LLMKitError:  # a broken configuration made no call; its keys were never used
+            continue
+        secrets |= {str(values[k]) for k in SECRET_KEYS if values.get(k)}
+    found = sorted((s for s in secrets if len(s) >= _MIN_SECRET), key=len, reverse=True)
+
+    def scrub(text: str) -> str:
+        for secret in found:
+            text = text.replace(secret, _HIDDEN)
+        return text
+    return scrub
+
+
+# -- Markdown -------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=2)
+def _markdown(raw_html: bool) -> Any:
+    from markdown_it import MarkdownIt
+    md = MarkdownIt("commonmark", {"html": raw_html})
+    return md if raw_html else md.disable("image")
+
+
+def markdown_html(text: str) -> str:
+    """The answer rendered as HTML: Markdown rendered, raw HTML and images shown as text."""
+    return str(_markdown(False).render(text))
+
+
+_SCRIPT_URL = re.compile(r"(?:javascript|vbscript|data):", re.IGNORECASE)
+
+
+def safe_markdown(text: str) -> str:
+    """``text`` for a text/markdown output: unchanged, unless a Markdown renderer would find raw
+    HTML or an image in it (outside code) or it holds a script URL; then every
+    ``\\``, ``&``, ``<`` and ``[`` is escaped, so no tag, image or link is left (code shows the
+    escapes)."""
+    def unsafe(tokens: list[Any]) -> bool:
+        return any(t.type in ("html_block", "html_inline", "image") or unsafe(t.children or [])
+                   for t in tokens)
+    if not _SCRIPT_URL.search(text) and not unsafe(_markdown(True).parse(text)):
+        return text
+    for char, escaped in (("\\", "\\\\"), ("&", "&amp;"), ("<", "&lt;"), ("[", "\\[")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def _code(text: str) -> str:
+    """``text`` as an inline code span that no backtick run inside it can close."""
+    ticks = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    return f"{ticks} {text} {ticks}"
+
+
+def _fence(text: str) -> str:
+    """``text`` as a fenced code block that no backtick run inside it can close."""
+    run = max((len(r) for r in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, run + 1)
+    return f"{ticks}text\n{text}\n{ticks}"
+
+
+# -- text/plain -----------------------------------------------------------------------------------
+
+def _header_parts(s: CallSummary) -> list[str]:
+    """Parameters, finish reason, latency and cost (the title, model and cache hit come apart)."""
+    parts = [f"{k}={v}" for k, v in s.params.items()]
+    if s.finish_reason not in (None, "stop"):
+        parts.append(f"finish_reason={s.finish_reason}")
+    if s.latency is not None:
+        parts.append(f"{s.latency:.2f} s")
+    if s.usage is not None:
+        cost = f"cost ≈ {format_cost(s.cost)}"
+        parts.append(cost + (" (not charged)" if s.cached and s.cost is not None else ""))
+    return parts
+
+
+def usage_text(s: CallSummary) -> str:
+    """``"tokens: prompt 20 · completion 5 · total 25"`` (empty before a call)."""
+    if s.usage is None:
+        return ""
+    u = s.usage
+    return (f"tokens: prompt {u['prompt_tokens']} · completion {u['completion_tokens']} · "
+            f"total {u['total_tokens']}")
+
+
+def _label(m: MessageView) -> str:
+    return m.role + (f" · {m.tokens} tokens" if m.tokens is not None else "")
+
+
+def to_text(s: CallSummary) -> str:
+    """Plain text for terminals; long messages are shortened."""
+    lines = [" · ".join([s.title, s.model, *_header_parts(s), *(["cache hit"] if s.cached else [])])]
+    if s.variables:
+        lines.append("variables: " + ", ".join(s.variables))
+    for m in s.messages:
+        content = m.content if len(m.content) <= COLLAPSE_AT else (
+            m.content[:COLLAPSE_AT] + f"… ({len(m.content) - COLLAPSE_AT} more characters)")
+        lines.append(f"[{_label(m)}] {content}")
+    if s.output is not None:
+        lines.append(f"[output] {s.output}")
+    if s.usage is not None:
+        lines.append(usage_text(s))
+    return "\n".join(lines)
+
+
+# -- text/html ------------------------------------------------------------------------------------
+
+_PRE = 'style="white-space:pre-wrap;margin:0.2em 0 0.6em 0"'
+_BADGE = ('class="llmkit-cache-hit" style="background:#2e7d32;color:white;border-radius:3px;'
+          'padding:0 4px"')
+
+
+def header_html(s: CallSummary) -> str:
+    """The header line: title, model, parameters, latency, cost and the cache-hit badge."""
+    parts = [f"<b>{html.escape(s.title)}</b>", f"<code>{html.escape(s.model)}</code>",
+             *map(html.escape, _header_parts(s))]
+    return " · ".join(parts) + (f" <span {_BADGE}>cache hit</span>" if s.cached else "")
+
+
+def message_html(m: MessageView) -> str:
+    """One message: role and token count, then the escaped text (collapsed when long)."""
+    label = (f'<b>{html.escape(m.role)}</b>'
+             + (f' <span class="llmkit-tokens">{m.tokens} tokens</span>' if m.tokens is not None else ""))
+    body = f'<div {_PRE}>{html.escape(m.content)}</div>'
+    if len(m.content) > COLLAPSE_AT:
+        return (f'<details class="llmkit-message"><summary>{label} · '
+                f'{len(m.content)} characters</summary>{body}</details>')
+    return f'<div class="llmkit-message">{label}{body}</div>'
+
+
+def to_html(s: CallSummary) -> str:
+    """HTML with every user and model text escaped."""
+    parts = [f'<div class="llmkit-header">{header_html(s)}</div>']
+    if s.variables:
+        parts.append(f"<div>variables: {html.escape(', '.join(s.variables))}</div>")
+    parts += [message_html(m) for m in s.messages]
+    if s.output is not None:
+        parts.append(f'<div class="llmkit-output" style="border-left:3px solid #888;padding-left:8px">'
+                     f'{markdown_html(s.output)}</div>')
+    if s.usage is not None:
+        parts.append(f'<div class="llmkit-tokens">{html.escape(usage_text(s))}</div>')
+    return '<div class="llmkit-call">' + "\n".join(parts) + "</div>"
+
+
+# -- text/markdown --------------------------------------------------------------------------------
+
+def to_markdown(s: CallSummary) -> str:
+    """Markdown: messages as code blocks (long ones in ``<details>``), the answer as Markdown."""
+    header = [_code(p) for p in [s.model, *_header_parts(s)]]
+    parts = [" · ".join([f"**{html.escape(s.title)}**", *header, *(["**cache hit**"] if s.cached else [])])]
+    if s.variables:
+        parts.append("variables: " + _code(", ".join(s.variables)))
+    for m in s.messages:
+        label = html.escape(_label(m))
+        if len(m.content) > COLLAPSE_AT:
+            parts.append(f"<details><summary>{label}</summary>\n\n{_fence(m.content)}\n\n</details>")
+        else:
+            parts.append(f"**{label}**\n\n{_fence(m.content)}")
+    if s.output is not None:
+        parts.append("**output**\n\n" + safe_markdown(s.output))
+    if s.usage is not None:
+        parts.append(usage_text(s))
+    return "\n\n".join(parts)
+
+
+# -- the bundle -----------------------------------------------------------------------------------
+
+def in_kernel() -> bool:
+    """True inside a live Jupyter kernel (the IPython shell is ipykernel's ``ZMQInteractiveShell``).
+
+    Looks only at modules already imported, so plain Python never imports IPython here.
+    """
+    zmqshell, ipython = sys.modules.get("ipykernel.zmqshell"), sys.modules.get("IPython")
+    if zmqshell is None or ipython is None:
+        return False
+    return isinstance(ipython.get_ipython(), zmqshell.ZMQInteractiveShell)
+
+
+def mimebundle(obj: Any) -> dict[str, Any]:
+    """text/plain, text/html and text/markdown of ``obj``; in a live kernel with ipywidgets, the
+    `CallView` widget's view too (JupyterLab shows the widget, other front ends the HTML)."""
+    summary = summarize(obj)
+    bundle: dict[str, Any] = {"text/plain": to_text(summary), "text/html": to_html(summary),
+                              "text/markdown": to_markdown(summary)}
+    if in_kernel():
+        try:
+            from .widgets import CallView
+        except ImportError:  # ipywidgets not installed: the HTML is the display
+            return bundle
+        bundle = {**CallView(summary)._repr_mimebundle_(), **bundle}
+    return bundle
