@@ -17,6 +17,7 @@ from __future__ import annotations
 import configparser
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -105,6 +106,7 @@ SCHEMA: dict[str, Callable[[str], Any]] = {
     "local_n_parallel": _number(1, 64, int),
     "local_threads": _number(0, 512, int),
     "replay": _text,
+    "record": _text,
 }
 """Every configuration key (lower case) and the parser that checks its value."""
 
@@ -120,6 +122,9 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
 
 SECRET_KEYS = frozenset({"api_key", "azure_api_key"})
 """Keys whose values are never shown, logged or cached."""
+
+SECRET_NAME = re.compile(r"key|secret|password|token$|authorization|headers", re.IGNORECASE)
+"""Call parameters whose names suggest a credential: shown as <hidden> in reprs and displays."""
 
 _forced: dict[str, tuple[Any, str]] = {}
 _file_cache: dict[Path, tuple[float, dict[str, tuple[str, str]]]] = {}

@@ -16,12 +16,12 @@ from __future__ import annotations
 import html
 import re
 import sys
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
+from . import config
 from .errors import LLMKitError
 from .pricing import estimate_cost, format_cost
 from .result import Completion
@@ -46,7 +46,7 @@ __all__ = [
 COLLAPSE_AT = 400
 """Messages longer than this many characters are collapsed (``<details>``)."""
 _HIDDEN = "<hidden>"
-_SECRET_NAME = re.compile(r"key|secret|password|token$|authorization|headers", re.IGNORECASE)
+_SECRET_NAME = config.SECRET_NAME
 _MIN_SECRET = 8  # shorter "keys" (e.g. "none" for a local server) are not worth hiding everywhere
 
 
@@ -133,10 +133,9 @@ def _message_text(message: Mapping[str, Any]) -> str:
 
 def _tokens(message: Mapping[str, Any], model: str) -> int:
     """Prompt tokens of one message (without the reply priming, so they add up to the prompt)."""
-    from .tokens import count_tokens
-    with warnings.catch_warnings():  # a local model's name is unknown to tiktoken: count silently
-        warnings.simplefilter("ignore")
-        return count_tokens([message], model) - count_tokens([], model)
+    from .tokens import count_tokens, encoding_name_for
+    encoding = encoding_name_for(model, warn=False)  # a local model's name is unknown: no warning
+    return count_tokens([message], encoding) - count_tokens([], encoding)
 
 
 def _shown_params(params: Mapping[str, Any], scrub: Scrub) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .config import SECRET_NAME
 from .result import Completion, Result
 from .templates import Template
 
@@ -98,5 +99,6 @@ class LLMCall:
 
     def __repr__(self) -> str:
         user = f", user={self.user_template.label}" if self.user_template else ""
-        params = "".join(f", {k}={v!r}" for k, v in self.model_params.items())
+        params = "".join(f", {k}={'<hidden>' if SECRET_NAME.search(k) else repr(v)}"
+                         for k, v in self.model_params.items())
         return f"LLMCall(system={self.system_template.label}{user}{params})"

@@ -87,10 +87,11 @@ def _user_stacklevel() -> int:
     return level
 
 
-def encoding_name_for(model: str) -> str:
+def encoding_name_for(model: str, *, warn: bool = True) -> str:
     """Name of the tiktoken encoding of ``model`` (an encoding name is returned as is).
 
-    Unknown models fall back to ``o200k_base`` with a warning, once per model name.
+    Unknown models fall back to ``o200k_base`` with a warning (once per model name, and only
+    with ``warn=True``).
     """
     if model in _ENCODING_NAMES:
         return model
@@ -98,7 +99,7 @@ def encoding_name_for(model: str) -> str:
     for pattern, encoding in _MODEL_PATTERNS:
         if pattern.match(name):
             return encoding
-    if model not in _warned:
+    if warn and model not in _warned:
         _warned.add(model)
         warnings.warn(
             f"llmkit.tokens: unknown model {model!r}, counting tokens with {DEFAULT_ENCODING}. "

@@ -65,3 +65,9 @@ def test_repr_before_any_call_and_no_secret(llm: OpenAITestServer) -> None:
     assert repr(call) == "LLMCall(system='You are {{ x }}', model='gpt-4o', temperature=0.1)"
     call.call(x="y")
     assert SECRET not in repr(call)
+
+
+def test_repr_hides_credential_like_parameters() -> None:
+    call = LLMCall("s", extra_headers={"X-Api-Key": SECRET}, temperature=0)
+    assert SECRET not in repr(call)
+    assert "extra_headers=<hidden>" in repr(call) and "temperature=0" in repr(call)
