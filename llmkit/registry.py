@@ -24,11 +24,15 @@ _lock = threading.Lock()
 _clients: dict[str, OpenAIClient] = {}
 _factories: dict[str, Callable[[], OpenAIClient]] = {}
 _forced_api_type: str | None = None
+_UNCHANGED = object()
 
 
 def _builtin_factories() -> dict[str, Callable[[], OpenAIClient]]:
     from .azure_client import AzureClient
-    return {"openai": OpenAIClient, "azure": AzureClient}
+    from .compatible import CompatibleClient
+    from .local import LocalClient
+    return {"openai": OpenAIClient, "azure": AzureClient, "local": LocalClient,
+            "compatible": CompatibleClient}
 
 
 def register_client(api_type: str, client: OpenAIClient | Callable[[], OpenAIClient]) -> None:
@@ -82,11 +86,18 @@ def force_api_type(api_type: str | None) -> None:
     _forced_api_type = api_type
 
 
-def force_api_cache(cache_api_calls: bool, cache_dir: str | None = None) -> None:
-    """Turn caching on or off for this process and, optionally, choose the cache folder."""
+def force_api_cache(cache_api_calls: bool, cache_dir: str | None = None, *,
+                    replay: str | object | None = _UNCHANGED) -> None:
+    """Turn caching on or off for this process and, optionally, choose the cache folder.
+
+    ``replay=PATH`` answers every call from that recording (read-only; a call not in it raises
+    `ReplayMissError`); ``replay=None`` turns replay off again.
+    """
     force_default_value("cache_api_calls", bool(cache_api_calls))
     if cache_dir is not None:
         force_default_value("cache_dir", str(cache_dir))
+    if replay is not _UNCHANGED:
+        force_default_value("replay", "" if replay is None else str(replay))  # "" wins over LLMKIT_REPLAY
 
 
 def _reset() -> None:

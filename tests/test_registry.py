@@ -32,7 +32,8 @@ def test_configured_api_type(tmp_path: Path) -> None:
 
 
 def test_unknown_api_type_lists_the_registered_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown api type 'nope'; registered: azure, openai"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown api type 'nope'; registered: azure, compatible, local, openai"):
         llmkit.force_api_type("nope")
     assert type(llmkit.client()) is OpenAIClient  # nothing changed
 

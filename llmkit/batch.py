@@ -1,0 +1,151 @@
+"""Batch runs: one `LLMCall` over many rows of template variables, concurrently, within rate limits.
+
+``call.map(rows)`` (threads) and ``await call.amap(rows)`` (asyncio) return one item per row, in
+input order: the `Result` that ``call.call(**row)`` would return, or a `FailedRow` carrying the
+error and the row's variables. A failure never stops the other rows::
+
+    results = call.map(rows)
+    failed = [r for r in results if isinstance(r, FailedRow)]
+
+With the cache on (CACHE_API_CALLS, the default) answers are stored as they arrive, so running
+the same rows again sends only what is missing: the rows that failed or were not reached.
+Ctrl-C (a task cancellation for ``amap``) stops sending new rows; ``map`` waits for the requests
+already sent, so their answers reach the cache, then re-raises `KeyboardInterrupt` (press it
+again not to wait); the re-run resumes. Rate limits (MAX_CONCURRENCY, RPM, TPM) are read from
+configuration; RPM and TPM are enforced per endpoint for the whole process by `llmkit.limiter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import config
+from .errors import ConfigError
+from .progress import Progress
+from .result import Result
+
+if TYPE_CHECKING:
+    from .llmcall import LLMCall
+
+__all__ = ["FailedRow", "arun_batch", "run_batch"]
+
+OPTIONS = ("progress",)
+REFRESH = 0.25  # seconds between progress refreshes while waiting
+
+
+@dataclass(frozen=True)
+class FailedRow:
+    """The outcome of a row whose call failed: its position, its variables and the error.
+
+    ``error`` is what ``call.call(**variables)`` would have raised (an `LLMKitError`, e.g.
+    `MissingVariableError` or `InvalidRequestError`).
+    """
+
+    index: int
+    variables: dict[str, Any]
+    error: Exception
+
+    def __str__(self) -> str:
+        return f"row {self.index} failed: {type(self.error).__name__}: {self.error}"
+
+
+class _Batch:
+    """Rows checked up front, the client chosen once, and one row's work (run in a thread)."""
+
+    def __init__(self, call: LLMCall, rows: Iterable[Mapping[str, Any]], max_concurrency: int | None,
+                 options: Mapping[str, Any]) -> None:
+        from .registry import client as active_client
+        unknown = set(options) - set(OPTIONS)
+        if unknown:
+            raise ConfigError(f"map: unknown option(s) {', '.join(sorted(unknown))}; "
+                              f"known: max_concurrency, {', '.join(OPTIONS)}")
+        if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
+            raise ConfigError(f"map: rows must be a list of dicts of template variables, got a "
+                              f"{type(rows).__name__}")
+        self.rows = list(rows)
+        for i, row in enumerate(self.rows):
+            if not isinstance(row, Mapping):
+                raise ConfigError(f"map: rows[{i}] is a {type(row).__name__}; each row must be a "
+                                  "dict of template variables (for a pandas DataFrame pass "
+                                  "df.to_dict('records'))")
+        self.workers = (config.resolve().max_concurrency if max_concurrency is None else
+                        config.parse_value("max_concurrency", max_concurrency,
+                                           "map(max_concurrency=...)"))
+        self.call = call
+        self.client = call.client or active_client()
+        self.progress = Progress(len(self.rows), enabled=bool(options.get("progress", True)))
+        self.results: list[Result | FailedRow | None] = [None] * len(self.rows)
+
+    def row(self, index: int) -> Result | FailedRow:
+        """Render and send one row. Its own messages: the LLMCall's state is not touched."""
+        variables = self.rows[index]
+        try:
+            messages = self.call.render(**variables)
+            return Result(self.client.complete(messages, **self.call.model_params))
+        except Exception as error:  # every failure belongs to its row
+            return FailedRow(index, dict(variables), error)
+
+    def executor(self) -> cf.ThreadPoolExecutor:
+        return cf.ThreadPoolExecutor(max(1, min(self.workers, len(self.rows))),
+                                     thread_name_prefix="llmkit-map")
+
+    def record(self, index: int, outcome: Result | FailedRow) -> None:
+        self.results[index] = outcome
+        self.progress.add(outcome)
+
+    def finished(self) -> list[Any]:
+        self.progress.close()
+        return self.results
+
+
+def run_batch(call: LLMCall, rows: Iterable[Mapping[str, Any]], *, max_concurrency: int | None = None,
+              **options: Any) -> list[Any]:
+    """Run ``call`` once per row on up to ``max_concurrency`` threads (default: MAX_CONCURRENCY).
+
+    Returns a list in input order of `Result` and `FailedRow`. ``progress=False`` hides the
+    progress bar. Ctrl-C: see the module docstring.
+    """
+    batch = _Batch(call, rows, max_concurrency, options)
+    pool = batch.executor()
+    futures = {pool.submit(batch.row, i): i for i in range(len(batch.rows))}
+    pending = set(futures)
+    try:
+        while pending:  # wakes regularly, so Ctrl-C and the rate shown stay current
+            done, pending = cf.wait(pending, timeout=REFRESH, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                batch.record(futures[future], future.result())
+            batch.progress.refresh()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # rows not started are dropped
+        batch.progress.close(interrupted=True)
+        cf.wait([f for f in pending if not f.cancelled()])  # sent requests reach the cache
+        raise
+    pool.shutdown()
+    return batch.finished()
+
+
+async def arun_batch(call: LLMCall, rows: Iterable[Mapping[str, Any]], *,
+                     max_concurrency: int | None = None, **options: Any) -> list[Any]:
+    """`run_batch` for asyncio code: rows run on threads, the event loop is never blocked.
+
+    Cancelling the task drops the rows not started and re-raises `CancelledError`; requests
+    already sent finish in the background and reach the cache.
+    """
+    batch = _Batch(call, rows, max_concurrency, options)
+    pool = batch.executor()
+
+    async def one(index: int) -> None:
+        batch.record(index, await asyncio.wrap_future(pool.submit(batch.row, index)))
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(len(batch.rows))))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        batch.progress.close(interrupted=True)
+        raise
+    pool.shutdown(wait=False)
+    return batch.finished()

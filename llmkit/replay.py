@@ -1,0 +1,134 @@
+"""Keyless replay: recordings of calls (JSON Lines) that answer in place of a model.
+
+A recording holds one line per call: ``{"key": ..., "request": {...}, "value": {...}}`` — the
+cache key, what was asked (model, messages, parameters: never credentials) and the answer. With
+``REPLAY`` set (config key, ``LLMKIT_REPLAY``, or ``force_api_cache(..., replay=PATH)``) every
+call is answered from the recording and a call that is not in it raises `ReplayMissError`.
+With ``RECORD`` set, every answered call is appended to that file.
+
+Record notebooks from the command line::
+
+    python -m llmkit.replay record notebooks/*.ipynb --out notebooks/recording.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .cache import read_entries
+from .errors import ReplayMissError
+
+__all__ = ["Recording", "append_recording", "open_recording", "record_notebooks"]
+
+_lock = threading.Lock()
+_recordings: dict[tuple[Path, float], Recording] = {}
+_written: dict[Path, set[str]] = {}
+
+
+class Recording:
+    """A read-only recording loaded from a JSON Lines file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._answers = dict(read_entries(self.path))
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._answers.get(key)
+
+    def miss(self, request: Mapping[str, Any], api_type: str) -> ReplayMissError:
+        """The error for a call that is not in the recording, saying how to run it for real."""
+        asked = request.get("input") if "input" in request else (
+            (request.get("messages") or [{}])[-1].get("content"))
+        shown = " ".join(str(asked).split())
+        shown = shown if len(shown) <= 80 else shown[:79] + "…"
+        return ReplayMissError(
+            f"replay: this call is not in the recording {str(self.path)!r} (api type {api_type!r}, "
+            f"model {request.get('model')!r}, asking {shown!r}). To run it for real, turn replay off "
+            "(llmkit.force_api_cache(True, replay=None), or unset REPLAY / LLMKIT_REPLAY) and set "
+            "OPENAI_API_KEY, or switch to the local model with %llm_api local.")
+
+    def __repr__(self) -> str:
+        return f"Recording({str(self.path)!r}, calls={len(self)})"
+
+
+def open_recording(path: str | os.PathLike[str]) -> Recording:
+    """The recording at ``path``, loaded once and reloaded when the file changes."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        stamp = resolved.stat().st_mtime
+    except OSError as exc:
+        raise ReplayMissError(f"replay: recording {str(path)!r} cannot be read ({exc.strerror}); "
+                              "check the REPLAY setting") from None
+    with _lock:
+        if (resolved, stamp) not in _recordings:
+            _recordings[(resolved, stamp)] = Recording(resolved)
+        return _recordings[(resolved, stamp)]
+
+
+def append_recording(path: str | os.PathLike[str], key: str, request: Mapping[str, Any],
+                     value: Mapping[str, Any]) -> None:
+    """Add one call to a recording (once per key), as a single line written in one call."""
+    target = Path(path).expanduser().resolve()
+    line = json.dumps({"key": key, "request": request, "value": value}, ensure_ascii=False,
+                      separators=(",", ":")) + "\n"
+    with _lock:
+        seen = _written.setdefault(target, set())
+        if not seen and target.exists():
+            seen.update(k for k, _ in read_entries(target))
+        if key in seen:
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "a", encoding="utf-8") as out:  # O_APPEND: one write, one whole line
+            out.write(line)
+        seen.add(key)
+
+
+def record_notebooks(notebooks: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
+                     timeout: int = 600) -> int:
+    """Execute notebooks top to bottom with recording on; returns the calls in ``out``."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    target = Path(out).resolve()
+    previous = {k: os.environ.get(k) for k in ("LLMKIT_RECORD", "LLMKIT_REPLAY")}
+    os.environ["LLMKIT_RECORD"] = str(target)
+    os.environ.pop("LLMKIT_REPLAY", None)
+    try:
+        for path in notebooks:
+            notebook = nbformat.read(path, as_version=4)
+            NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                           resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+            print(f"recorded {path}")
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return len(read_entries(target)) if target.exists() else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llmkit.replay", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record", help="run notebooks and record their calls")
+    rec.add_argument("notebooks", nargs="+")
+    rec.add_argument("--out", required=True, help="the recording (JSON Lines) to append to")
+    args = parser.parse_args(argv)
+    count = record_notebooks(args.notebooks, args.out)
+    print(f"{args.out}: {count} recorded calls")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

