@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from .azure_client import AzureClient
+from .batch import FailedRow
+from .compatible import CompatibleClient
 from .config import force_default_value
 from .errors import (
     AttemptsExhaustedError,
@@ -28,6 +30,7 @@ from .errors import (
     TransportError,
 )
 from .llmcall import LLMCall
+from .local import LocalClient
 from .openai_client import OpenAIClient
 from .registry import client, force_api_cache, force_api_type, register_client, registered
 from .result import Completion, Result
@@ -41,12 +44,15 @@ __all__ = [
     "AzureClient",
     "CacheError",
     "CallError",
+    "CompatibleClient",
     "Completion",
     "ConfigError",
     "ContextLengthError",
+    "FailedRow",
     "InvalidRequestError",
     "LLMCall",
     "LLMKitError",
+    "LocalClient",
     "MissingVariableError",
     "NonTerminalError",
     "OpenAIClient",
@@ -61,6 +67,7 @@ __all__ = [
     "force_api_cache",
     "force_api_type",
     "force_default_value",
+    "playground",
     "register_client",
     "registered",
 ]
@@ -70,3 +77,9 @@ def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext llmkit``: register the magics (the notebook layer is imported only now)."""
     from .magics import load_ipython_extension as load
     load(ipython)
+
+
+def playground(call: LLMCall, **variables: Any) -> Any:
+    """The prompt-iteration widget for ``call`` (same as ``call.playground()``)."""
+    from .prompt_playground import playground as make
+    return make(call, **variables)

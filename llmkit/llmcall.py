@@ -77,7 +77,7 @@ class LLMCall:
 
     def playground(self) -> Any:
         """An interactive widget to edit the templates, set variables and compare runs."""
-        from .playground import Playground
+        from .prompt_playground import Playground
         return Playground(self)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmkit import config, openai_client, registry
+from llmkit import config, limiter, openai_client, registry
 from tests.openai_server import OpenAITestServer
 
 
@@ -45,6 +45,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield tmp_path
     config.reset_forced()
     registry._reset()
+    limiter._reset()
     openai_client._close_caches()
 
 
