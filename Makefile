@@ -24,6 +24,8 @@ test: lint pytest
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/core.py
+	$(PY) benchmarks/local_bench.py
+	$(PY) benchmarks/batch_bench.py
 
 $(VENV)/.lab-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
