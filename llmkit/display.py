@@ -148,7 +148,8 @@ def _shown_params(params: Mapping[str, Any], scrub: Scrub) -> dict[str, str]:
 
 def _default_model(call: Any) -> str:
     try:
-        settings = call.client.settings() if call.client is not None else _settings()
+        from .registry import client as active_client
+        settings = (call.client or active_client()).settings()
         return f"{settings['model']} (default)"
     except (LLMKitError, AttributeError, KeyError):
         return "(default model)"

@@ -65,7 +65,7 @@ class MissingVariableError(TemplateError, KeyError):
 
     def __str__(self) -> str:
         return (
-            f"template {self.template!r} needs the variable {self.variable!r}; "
+            f"template {self.template} needs the variable {self.variable!r}; "
             f"pass it as {self.variable}=... to .call()"
         )
 

@@ -28,7 +28,6 @@ from .errors import (
     ServerError,
     TransportError,
 )
-from .replay import append_recording, open_recording
 from .result import Completion
 from .retry import RetryPolicy, retry_after_seconds
 
@@ -210,6 +209,7 @@ class OpenAIClient:
     def _stored(self, s: Mapping[str, Any], store: ResponseCache | None, key: str,
                 request: Mapping[str, Any]) -> dict[str, Any] | None:
         """A replayed or cached answer (None: ask the model). In replay mode a miss raises."""
+        from .replay import append_recording, open_recording
         if s["replay"]:
             recording = open_recording(s["replay"])
             answer = recording.get(key)
@@ -224,6 +224,7 @@ class OpenAIClient:
     def _keep(self, s: Mapping[str, Any], store: ResponseCache | None, key: str,
               request: Mapping[str, Any], answer: dict[str, Any]) -> None:
         """Cache a complete answer, and add it to the recording when RECORD is set."""
+        from .replay import append_recording
         if store is not None:
             store.set(key, answer)
         if s["record"]:

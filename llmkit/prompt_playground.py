@@ -112,9 +112,9 @@ class Playground(widgets.VBox):
             self.fields[name].value = str(value)
 
     def _settings(self) -> dict[str, Any]:
-        from .config import resolve
+        from .registry import client as active_client
         try:
-            return dict(self.call.client.settings() if self.call.client else resolve())
+            return dict((self.call.client or active_client()).settings())
         except LLMKitError:  # a broken configuration: runs will say what is wrong
             return {}
 
