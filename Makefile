@@ -36,7 +36,8 @@ $(VENV)/.lab-installed: pyproject.toml
 
 lab: $(VENV)/.lab-installed
 	@echo "Starting JupyterLab on notebooks/ (open the URL it prints; no API key needed)"
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
