@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +59,21 @@ def llm(openai_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch) -> Ope
     config.force_default_value("waiting_time", 0.01)
     config.force_default_value("max_waiting_time", 0.05)
     return openai_server
+
+
+@pytest.fixture
+def ip(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fresh IPython shell with ``%load_ext llmkit`` done; IPython's global hooks restored."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.setenv("IPYTHONDIR", str(isolated / "ipython"))
+    saved = sys.modules["__main__"], sys.displayhook, sys.excepthook
+    InteractiveShell.clear_instance()
+    cfg = Config()
+    cfg.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=cfg)
+    sys.modules["__main__"], sys.displayhook, sys.excepthook = saved
+    shell.run_line_magic("load_ext", "llmkit")
+    yield shell
+    InteractiveShell.clear_instance()

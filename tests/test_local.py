@@ -220,36 +220,18 @@ def test_server_stops_when_the_process_exits(tmp_path: Path) -> None:
     assert done.stdout.split() == ["serving", "200", "stopped"]
 
 
-@pytest.fixture
-def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A fresh IPython shell with ``%load_ext llmkit`` done; IPython's global hooks restored."""
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    saved = sys.modules["__main__"], sys.displayhook, sys.excepthook
-    InteractiveShell.clear_instance()
-    cfg = Config()
-    cfg.HistoryManager.enabled = False
-    ip = InteractiveShell.instance(config=cfg)
-    sys.modules["__main__"], sys.displayhook, sys.excepthook = saved
-    ip.run_line_magic("load_ext", "llmkit")
-    yield ip
-    InteractiveShell.clear_instance()
-
-
-def test_llm_magics_stream_into_the_display(shell: Any) -> None:
+def test_llm_magics_stream_into_the_display(ip: Any) -> None:
     from IPython.utils.capture import capture_output
 
     with capture_output() as out:
-        shell.run_line_magic("llm_api", "local")
+        ip.run_line_magic("llm_api", "local")
     assert out.stdout == "active API type: local\n"  # ready: nothing to configure
-    shell.run_line_magic("config", "LLMMagics.stream_interval = 0")  # every piece updates the display
-    shell.user_ns["country"] = "France"
+    ip.run_line_magic("config", "LLMMagics.stream_interval = 0")  # every piece updates the display
+    ip.user_ns["country"] = "France"
     with capture_output() as out:
-        shell.run_cell_magic("llm", "--temperature 0 --max-tokens 24 --stream --out answer",
+        ip.run_cell_magic("llm", "--temperature 0 --max-tokens 24 --stream --out answer",
                              "What is the capital of {{ country }}? Answer in one word.")
-    answer = shell.user_ns["answer"]
+    answer = ip.user_ns["answer"]
     assert "Paris" in answer and answer.model == ALIAS
     assert [o.update for o in out.outputs] == [False] + [True] * (len(out.outputs) - 1)
     texts = [o.data["text/plain"] for o in out.outputs[:-1]]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,6 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from IPython.utils.capture import CapturedIO, RichOutput, capture_output
-from traitlets.config import Config
 
 import llmkit
 from llmkit import local, registry
@@ -21,21 +18,6 @@ from llmkit.errors import CacheError, ConfigError, MissingVariableError
 from llmkit.result import Result
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
-
-
-@pytest.fixture
-def ip(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    """A fresh shell singleton with ``%load_ext llmkit`` done; IPython's global hooks restored."""
-    monkeypatch.setenv("IPYTHONDIR", str(isolated / "ipython"))
-    saved = sys.modules["__main__"], sys.displayhook, sys.excepthook
-    InteractiveShell.clear_instance()
-    cfg = Config()
-    cfg.HistoryManager.enabled = False
-    shell = InteractiveShell.instance(config=cfg)
-    sys.modules["__main__"], sys.displayhook, sys.excepthook = saved
-    shell.run_line_magic("load_ext", "llmkit")
-    yield shell
-    InteractiveShell.clear_instance()
 
 
 def run(shell: InteractiveShell, cell: str) -> tuple[CapturedIO, ExecutionResult]:
