@@ -30,6 +30,7 @@ from .errors import (
 )
 from .result import Completion
 from .retry import RetryPolicy, retry_after_seconds
+from .streaming import collect_stream
 
 __all__ = ["OpenAIClient", "default_cache_dir", "open_cache"]
 
@@ -185,7 +186,7 @@ class OpenAIClient:
             gate.acquire()
             try:
                 if stream:
-                    return _collect_stream(sdk.chat.completions.create(
+                    return collect_stream(sdk.chat.completions.create(
                         **request, stream=True, stream_options={"include_usage": True},
                         timeout=timeout), on_delta, emitted)
                 answer = sdk.chat.completions.create(**request, timeout=timeout)
@@ -323,44 +324,6 @@ def _checked(response: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(response, dict) or not response.get("choices"):
         raise ServerError("the server's answer has no choices (malformed answer)")
     return response
-
-
-def _collect_stream(chunks: Any, on_delta: Callable[[str], None] | None,
-                    emitted: list[str]) -> dict[str, Any]:
-    """Assemble streamed chunks into the same JSON a non-streamed call returns."""
-    response: dict[str, Any] = {"object": "chat.completion"}
-    choices: dict[int, dict[str, Any]] = {}
-    for chunk in chunks:
-        data = chunk.model_dump(mode="json", exclude_unset=True)
-        for key in ("id", "created", "model", "system_fingerprint"):
-            if data.get(key) is not None:
-                response.setdefault(key, data[key])
-        if data.get("usage"):
-            response["usage"] = data["usage"]
-        for part in data.get("choices") or []:
-            choice = choices.setdefault(part.get("index", 0), {
-                "index": part.get("index", 0), "message": {"role": "assistant", "content": ""},
-                "finish_reason": None})
-            delta = part.get("delta") or {}
-            if delta.get("content"):
-                choice["message"]["content"] += delta["content"]
-                if part.get("index", 0) == 0:
-                    emitted.append(delta["content"])
-                    if on_delta is not None:
-                        on_delta(delta["content"])
-            for call in delta.get("tool_calls") or []:
-                calls = choice["message"].setdefault("tool_calls", [])
-                while len(calls) <= call.get("index", 0):
-                    calls.append({"id": None, "type": "function",
-                                  "function": {"name": "", "arguments": ""}})
-                slot = calls[call.get("index", 0)]
-                slot["id"] = call.get("id") or slot["id"]
-                for field in ("name", "arguments"):
-                    slot["function"][field] += (call.get("function") or {}).get(field) or ""
-            if part.get("finish_reason"):
-                choice["finish_reason"] = part["finish_reason"]
-    response["choices"] = [choices[i] for i in sorted(choices)]
-    return _checked(response)
 
 
 def _map_openai_error(exc: BaseException, secret: str | None = None) -> CallError:
