@@ -17,8 +17,6 @@ configuration; RPM and TPM are enforced per endpoint for the whole process by `l
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures as cf
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +27,8 @@ from .progress import Progress
 from .result import Result
 
 if TYPE_CHECKING:
+    import concurrent.futures as cf
+
     from .llmcall import LLMCall
 
 __all__ = ["FailedRow", "arun_batch", "run_batch"]
@@ -90,6 +90,7 @@ class _Batch:
             return FailedRow(index, dict(variables), error)
 
     def executor(self) -> cf.ThreadPoolExecutor:
+        import concurrent.futures as cf  # imported on first use: `import llmkit` stays light
         return cf.ThreadPoolExecutor(max(1, min(self.workers, len(self.rows))),
                                      thread_name_prefix="llmkit-map")
 
@@ -109,6 +110,7 @@ def run_batch(call: LLMCall, rows: Iterable[Mapping[str, Any]], *, max_concurren
     Returns a list in input order of `Result` and `FailedRow`. ``progress=False`` hides the
     progress bar. Ctrl-C: see the module docstring.
     """
+    import concurrent.futures as cf
     batch = _Batch(call, rows, max_concurrency, options)
     pool = batch.executor()
     futures = {pool.submit(batch.row, i): i for i in range(len(batch.rows))}
@@ -135,6 +137,7 @@ async def arun_batch(call: LLMCall, rows: Iterable[Mapping[str, Any]], *,
     Cancelling the task drops the rows not started and re-raises `CancelledError`; requests
     already sent finish in the background and reach the cache.
     """
+    import asyncio
     batch = _Batch(call, rows, max_concurrency, options)
     pool = batch.executor()
 
