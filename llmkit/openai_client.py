@@ -167,8 +167,8 @@ class OpenAIClient:
         self._check_context(request)
         use_cache = s["cache_api_calls"] if cache is None else cache
         store = open_cache(s["cache_dir"]) if use_cache else None
-        key = cache_key({"kind": "chat", "api_type": self.api_type, "endpoint": self.endpoint(s),
-                         **request})
+        endpoint = self.endpoint(s)
+        key = cache_key({"kind": "chat", "api_type": self.api_type, "endpoint": endpoint, **request})
         if (hit := self._stored(s, store, key, request)) is not None:
             if on_delta is not None:
                 on_delta(Completion(request, hit, 0.0, True).text)
@@ -179,7 +179,7 @@ class OpenAIClient:
         secret = s.get("api_key") or s.get("azure_api_key")
         # Rate limits (LLMCall.map): each attempt waits its turn in the endpoint's process-wide
         # limiter (RPM/TPM, paused by a 429's Retry-After). Cache hits never get here.
-        gate = limiter.Gate(self.api_type, self.endpoint(s), s, request)
+        gate = limiter.Gate(self.api_type, endpoint, s, request)
 
         def attempt() -> dict[str, Any]:
             emitted: list[str] = []
@@ -191,15 +191,14 @@ class OpenAIClient:
                         timeout=timeout), on_delta, emitted)
                 answer = sdk.chat.completions.create(**request, timeout=timeout)
                 return _checked(answer.model_dump(mode="json", exclude_unset=True))
-            except LLMKitError as error:
-                if emitted and isinstance(error, NonTerminalError):
-                    error.retryable = False  # part of the answer is already on screen
-                raise
             except Exception as exc:
-                mapped = _map_openai_error(exc, secret)
-                gate.failed(mapped)
+                mapped = exc if isinstance(exc, LLMKitError) else _map_openai_error(exc, secret)
+                if isinstance(mapped, CallError):
+                    gate.failed(mapped)
                 if emitted and isinstance(mapped, NonTerminalError):
-                    mapped.retryable = False
+                    mapped.retryable = False  # part of the answer is already on screen
+                if mapped is exc:
+                    raise
                 raise mapped from exc
 
         response = self._policy(s, call_only).run(attempt)
