@@ -25,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import llmkit
-from llmkit import LLMCall, Result, limiter
+from llmkit import LLMCall, Result
+from llmkit.clients import limiter
 from tests.openai_server import OpenAITestServer
 
 __all__ = ["main"]

@@ -1,4 +1,4 @@
-"""Benchmark of llmkit.cache.ResponseCache: hit and miss+write latency at 200 vs 5,000 entries.
+"""Benchmark of llmkit.base.cache.ResponseCache: hit and miss+write latency at 200 vs 5,000 entries.
 
 Target: a miss+write at 5,000 entries within 1.5x of one at 200, and a hit under 1 ms.
 For scale it also times TinyTroupe's approach (pickle the whole dict to a file on every
@@ -21,12 +21,12 @@ from typing import Any
 from unittest import mock
 
 try:
-    import llmkit.cache as llmkit_cache
+    import llmkit.base.cache as llmkit_cache
 except ImportError:  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import llmkit.cache as llmkit_cache
+    import llmkit.base.cache as llmkit_cache
 
-from llmkit.cache import ResponseCache, cache_key
+from llmkit.base.cache import ResponseCache, cache_key
 
 __all__ = ["run"]
 

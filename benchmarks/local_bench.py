@@ -23,7 +23,7 @@ def main(runs: int = 3, max_tokens: int = 128) -> None:
     import resource
 
     import llmkit
-    from llmkit import local
+    from llmkit.clients import local
 
     llmkit.force_api_type("local")
     client = llmkit.client()

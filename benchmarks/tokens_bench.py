@@ -1,4 +1,4 @@
-"""Throughput of llmkit.tokens: tokens/s of ``count_text`` and messages/s of ``count_tokens``.
+"""Throughput of llmkit.base.tokens: tokens/s of ``count_text`` and messages/s of ``count_tokens``.
 
 Run ``python benchmarks/tokens_bench.py`` from the repository root (about 3 s).
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from llmkit import tokens
+    from llmkit.base import tokens
 except ImportError:  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from llmkit import tokens
+    from llmkit.base import tokens
 
 _MODULES = ("argparse", "json", "pathlib", "collections", "typing", "email.message", "http.client")
 _MULTILINGUAL = (

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .azure_client import AzureClient
-from .batch import FailedRow
-from .compatible import CompatibleClient
-from .config import force_default_value
-from .errors import (
+from .base.config import force_default_value
+from .base.errors import (
     AttemptsExhaustedError,
     AuthenticationError,
     CacheError,
@@ -29,12 +26,15 @@ from .errors import (
     TemplateError,
     TransportError,
 )
-from .llmcall import LLMCall
-from .local import LocalClient
-from .openai_client import OpenAIClient
-from .registry import client, force_api_cache, force_api_type, register_client, registered
-from .result import Completion, Result
-from .tokens import count_tokens
+from .base.result import Completion, Result
+from .base.tokens import count_tokens
+from .calls.batch import FailedRow
+from .calls.llmcall import LLMCall
+from .clients.azure_client import AzureClient
+from .clients.compatible import CompatibleClient
+from .clients.local import LocalClient
+from .clients.openai_client import OpenAIClient
+from .clients.registry import client, force_api_cache, force_api_type, register_client, registered
 
 __version__ = "0.1.0"
 
@@ -75,11 +75,11 @@ __all__ = [
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext llmkit``: register the magics (the notebook layer is imported only now)."""
-    from .magics import load_ipython_extension as load
+    from .notebook.magics import load_ipython_extension as load
     load(ipython)
 
 
 def playground(call: LLMCall, **variables: Any) -> Any:
     """The prompt-iteration widget for ``call`` (same as ``call.playground()``)."""
-    from .prompt_playground import playground as make
+    from .notebook.playground import playground as make
     return make(call, **variables)

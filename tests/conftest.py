@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from llmkit import config, limiter, openai_client, registry
+from llmkit.base import config
+from llmkit.clients import limiter, openai_client, registry
 from tests.openai_server import OpenAITestServer
 
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from llmkit import AzureClient
-from llmkit.errors import AuthenticationError, ConfigError
+from llmkit.base.errors import AuthenticationError, ConfigError
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 

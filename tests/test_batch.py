@@ -14,10 +14,11 @@ from collections.abc import Iterator
 import pytest
 
 import llmkit
-from llmkit import LLMCall, Result, limiter
-from llmkit.batch import FailedRow
-from llmkit.errors import ConfigError, InvalidRequestError, MissingVariableError
-from llmkit.pricing import estimate_cost, format_cost
+from llmkit import LLMCall, Result
+from llmkit.base.errors import ConfigError, InvalidRequestError, MissingVariableError
+from llmkit.base.pricing import estimate_cost, format_cost
+from llmkit.calls.batch import FailedRow
+from llmkit.clients import limiter
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 

@@ -1,4 +1,4 @@
-"""Tests for llmkit.cache."""
+"""Tests for llmkit.base.cache."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 import diskcache
 import pytest
 
-from llmkit.cache import CacheWarning, ResponseCache, cache_key
-from llmkit.errors import CacheError
+from llmkit.base.cache import CacheWarning, ResponseCache, cache_key
+from llmkit.base.errors import CacheError
 
 ANSWER = {"choices": [{"message": {"role": "assistant", "content": "Bonjour — ça va?"}}],
           "usage": {"total_tokens": 12}}

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import llmkit
-from llmkit.compatible import CompatibleClient
-from llmkit.errors import ConfigError
+from llmkit.base.errors import ConfigError
+from llmkit.clients.compatible import CompatibleClient
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import llmkit
-from llmkit import config
-from llmkit.errors import ConfigError
+from llmkit.base import config
+from llmkit.base.errors import ConfigError
 
 
 def test_package_defaults() -> None:

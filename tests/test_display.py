@@ -11,11 +11,12 @@ import pytest
 from markdown_it import MarkdownIt
 
 import llmkit
-from llmkit import LLMCall, display
-from llmkit.errors import LLMKitError
-from llmkit.pricing import estimate_cost, format_cost
-from llmkit.tokens import count_tokens
-from llmkit.widgets import CallView
+from llmkit import LLMCall
+from llmkit.base.errors import LLMKitError
+from llmkit.base.pricing import estimate_cost, format_cost
+from llmkit.base.tokens import count_tokens
+from llmkit.notebook import display
+from llmkit.notebook.widgets import CallView
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 from tests.test_widgets import widget_states
@@ -151,7 +152,7 @@ def test_widget_view_only_inside_a_kernel(llm: OpenAITestServer, monkeypatch: py
 
 
 def test_terminal_ipython_is_not_a_kernel() -> None:
-    code = ("import sys; from llmkit import display; "
+    code = ("import sys; from llmkit.notebook import display; "
             "print(display.in_kernel(), type(get_ipython()).__name__)")
     out = subprocess.run([sys.executable, "-m", "IPython", "--quick", "--no-banner", "-c", code],
                          capture_output=True, text=True, check=True)
@@ -159,8 +160,8 @@ def test_terminal_ipython_is_not_a_kernel() -> None:
 
 
 def test_plain_python_displays_stay_light() -> None:
-    code = ("import sys; from llmkit.result import Completion, Result; "
-            "from llmkit.display import mimebundle; "
+    code = ("import sys; from llmkit.base.result import Completion, Result; "
+            "from llmkit.notebook.display import mimebundle; "
             "c = Completion({'model': 'gpt-4o', 'messages': [{'role': 'user', 'content': 'hi'}]}, "
             "{'choices': [{'message': {'role': 'assistant', 'content': '*hey*'}}]}, 0.1, False); "
             "b = mimebundle(Result(c)); assert '<em>hey</em>' in b['text/html'], b; "

@@ -10,8 +10,8 @@ import openai
 import pytest
 
 import llmkit
-from llmkit import errors
-from llmkit.openai_client import _map_openai_error
+from llmkit.base import errors
+from llmkit.clients.openai_client import _map_openai_error
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
 BY_STATUS = {400: errors.InvalidRequestError, 401: errors.AuthenticationError,

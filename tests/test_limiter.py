@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from llmkit import limiter
-from llmkit.limiter import RateLimiter, estimate_tokens, limiter_for
-from llmkit.tokens import count_tokens
+from llmkit.base.tokens import count_tokens
+from llmkit.clients import limiter
+from llmkit.clients.limiter import RateLimiter, estimate_tokens, limiter_for
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import pytest
 
 import llmkit
 from llmkit import LLMCall
-from llmkit.errors import MissingVariableError
+from llmkit.base.errors import MissingVariableError
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 

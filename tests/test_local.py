@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 
 import llmkit
-from llmkit import LLMCall, local
-from llmkit.compatible import CompatibleClient
-from llmkit.errors import AuthenticationError, ConfigError, ContextLengthError
-from llmkit.local import LocalClient
+from llmkit import LLMCall
+from llmkit.base.errors import AuthenticationError, ConfigError, ContextLengthError
+from llmkit.clients import local
+from llmkit.clients.compatible import CompatibleClient
+from llmkit.clients.local import LocalClient
 from tests.conftest import SECRET
 
 SEED = 1234
@@ -201,7 +202,7 @@ def test_missing_extra_or_model_package_says_what_to_install(
 def test_server_stops_when_the_process_exits(tmp_path: Path) -> None:
     script = textwrap.dedent("""
         import atexit, urllib.request
-        from llmkit.local import LocalClient
+        from llmkit.clients.local import LocalClient
 
         def probe():  # registered before llmkit's own exit hook, so it runs after it
             try:

@@ -13,9 +13,9 @@ from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from IPython.utils.capture import CapturedIO, RichOutput, capture_output
 
 import llmkit
-from llmkit import local, registry
-from llmkit.errors import CacheError, ConfigError, MissingVariableError
-from llmkit.result import Result
+from llmkit.base.errors import CacheError, ConfigError, MissingVariableError
+from llmkit.base.result import Result
+from llmkit.clients import local, registry
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 

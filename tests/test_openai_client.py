@@ -9,7 +9,7 @@ import pytest
 
 import llmkit
 from llmkit import OpenAIClient
-from llmkit.errors import (
+from llmkit.base.errors import (
     AttemptsExhaustedError,
     AuthenticationError,
     ConfigError,

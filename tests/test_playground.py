@@ -10,8 +10,8 @@ import pytest
 
 import llmkit
 from llmkit import LLMCall, LLMKitError, OpenAIClient, TemplateError
-from llmkit.display import markdown_html
-from llmkit.prompt_playground import Playground, playground
+from llmkit.notebook.display import markdown_html
+from llmkit.notebook.playground import Playground, playground
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 from tests.test_widgets import widget_states

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmkit.errors import LLMKitError
-from llmkit.pricing import PRICES, estimate_cost, format_cost, price_of
+from llmkit.base.errors import LLMKitError
+from llmkit.base.pricing import PRICES, estimate_cost, format_cost, price_of
 
 
 def test_cost_is_tokens_times_price_per_million() -> None:

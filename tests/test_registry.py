@@ -8,7 +8,7 @@ import pytest
 
 import llmkit
 from llmkit import AzureClient, OpenAIClient
-from llmkit.errors import ConfigError
+from llmkit.base.errors import ConfigError
 from tests.openai_server import OpenAITestServer
 
 HELLO = [{"role": "user", "content": "hi"}]

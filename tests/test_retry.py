@@ -7,13 +7,13 @@ from email.utils import formatdate
 
 import pytest
 
-from llmkit.errors import (
+from llmkit.base.errors import (
     AttemptsExhaustedError,
     InvalidRequestError,
     RateLimitError,
     ServerError,
 )
-from llmkit.retry import RetryPolicy, retry_after_seconds
+from llmkit.clients.retry import RetryPolicy, retry_after_seconds
 
 
 def test_delay_grows_exponentially_with_jitter_and_cap() -> None:

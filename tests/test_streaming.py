@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from llmkit.errors import ServerError
-from llmkit.streaming import collect_stream
+from llmkit.base.errors import ServerError
+from llmkit.clients.streaming import collect_stream
 
 
 class Chunk:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import llmkit
-from llmkit.errors import MissingVariableError, TemplateError
-from llmkit.templates import Template
+from llmkit.base.errors import MissingVariableError, TemplateError
+from llmkit.base.templates import Template
 
 
 def test_inline_template_renders_and_lists_variables() -> None:

@@ -1,4 +1,4 @@
-"""Tests for llmkit.tokens: counts match tiktoken, offline cache seeding, context checks."""
+"""Tests for llmkit.base.tokens: counts match tiktoken, offline cache seeding, context checks."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import tiktoken
 import tiktoken.load
 import tiktoken.registry
 
-from llmkit import tokens
-from llmkit.errors import ContextLengthError, InvalidRequestError
+from llmkit.base import tokens
+from llmkit.base.errors import ContextLengthError, InvalidRequestError
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
@@ -203,7 +203,7 @@ def test_check_context() -> None:
 
 
 def test_import_does_not_load_tiktoken() -> None:
-    code = "import sys, llmkit.tokens; assert 'tiktoken' not in sys.modules, 'tiktoken imported'"
+    code = "import sys, llmkit.base.tokens; assert 'tiktoken' not in sys.modules, 'tiktoken imported'"
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
     done = subprocess.run(

@@ -6,7 +6,7 @@ cell raises `CellExecutionError`, which fails the test. After changing a noteboo
 the recording and make it again (an empty cache folder: every answer comes from the model):
 
     rm notebooks/recording.jsonl; export LLMKIT_CACHE_DIR=$(mktemp -d)
-    python -m llmkit.replay record notebooks/0*.ipynb --out notebooks/recording.jsonl
+    python -m llmkit.clients.replay record notebooks/0*.ipynb --out notebooks/recording.jsonl
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.conftest import _ENV, SECRET
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 RECORDING = NOTEBOOKS / "recording.jsonl"
 TUTORIALS = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
-PROBE = "import llmkit.local\nprint('local server:', llmkit.local.server_url())"
+PROBE = "import llmkit.clients.local\nprint('local server:', llmkit.clients.local.server_url())"
 SECRET_LOOKING = re.compile(r"sk-[A-Za-z0-9_-]{8,}|bearer\s|api[_-]?key|authorization|password",
                             re.IGNORECASE)
 

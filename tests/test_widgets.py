@@ -8,8 +8,8 @@ from typing import Any
 import ipywidgets
 
 from llmkit import LLMCall
-from llmkit.display import markdown_html
-from llmkit.widgets import CallView
+from llmkit.notebook.display import markdown_html
+from llmkit.notebook.widgets import CallView
 from tests.openai_server import OpenAITestServer
 
 

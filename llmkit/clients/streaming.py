@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ServerError
+from ..base.errors import ServerError
 
 __all__ = ["collect_stream"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from . import config
-from .errors import ConfigError
+from ..base import config
+from ..base.errors import ConfigError
 from .openai_client import OpenAIClient
 
 __all__ = [

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmkit.errors import ContextLengthError
+from .errors import ContextLengthError
 
 if TYPE_CHECKING:
     import tiktoken

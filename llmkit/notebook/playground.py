@@ -15,12 +15,12 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..base.errors import LLMKitError, MissingVariableError, TemplateError
+from ..base.result import Result
+from ..base.templates import Template
+from ..calls.llmcall import LLMCall
+from ..clients.openai_client import REASONING_PREFIXES
 from . import display
-from .errors import LLMKitError, MissingVariableError, TemplateError
-from .llmcall import LLMCall
-from .openai_client import REASONING_PREFIXES
-from .result import Result
-from .templates import Template
 from .widgets import CallView
 
 __all__ = ["MODELS", "Playground", "PlaygroundRun", "playground"]
@@ -112,7 +112,7 @@ class Playground(widgets.VBox):
             self.fields[name].value = str(value)
 
     def _settings(self) -> dict[str, Any]:
-        from .registry import client as active_client
+        from ..clients.registry import client as active_client
         try:
             return dict((self.call.client or active_client()).settings())
         except LLMKitError:  # a broken configuration: runs will say what is wrong

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import CallError, RateLimitError
+from ..base.errors import CallError, RateLimitError
 
 __all__ = ["Gate", "RateLimiter", "estimate_tokens", "limiter_for"]
 
@@ -97,7 +97,7 @@ def limiter_for(api_type: str, endpoint: str) -> RateLimiter:
 
 def estimate_tokens(request: Mapping[str, Any]) -> int:
     """Tokens a chat request may use: its prompt (token counter) plus its answer limit."""
-    from .tokens import count_tokens
+    from ..base.tokens import count_tokens
     limit = request.get("max_tokens") or request.get("max_completion_tokens") or 0
     return count_tokens(request["messages"], str(request["model"])) + int(limit)
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import config
-from .errors import ConfigError, ServerError
+from ..base import config
+from ..base.errors import ConfigError, ServerError
 from .openai_client import OpenAIClient
 
 __all__ = ["LocalClient", "server_url", "stop_server"]

@@ -84,5 +84,5 @@ class Result(str):
         return self.completion.model
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from .display import mimebundle
+        from ..notebook.display import mimebundle
         return mimebundle(self)

@@ -48,7 +48,7 @@ class Progress:
 
     def add(self, outcome: Any) -> None:
         """Count one finished row."""
-        from .pricing import estimate_cost
+        from ..base.pricing import estimate_cost
         self.done += 1
         completion = getattr(outcome, "completion", None)
         if completion is None:
@@ -66,7 +66,7 @@ class Progress:
 
     def counts(self) -> str:
         """Rows, errors, cached, tokens, cost, rate, elapsed time, and a note if stopped early."""
-        from .pricing import format_cost
+        from ..base.pricing import format_cost
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         errors = f"{self.errors} error{'' if self.errors == 1 else 's'}"
         return (f"{self.done}/{self.total} rows, {errors}, {self.cached} cached, "

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .config import SECRET_NAME
-from .result import Completion, Result
-from .templates import Template
+from ..base.config import SECRET_NAME
+from ..base.result import Completion, Result
+from ..base.templates import Template
 
 __all__ = ["LLMCall"]
 
@@ -52,7 +52,7 @@ class LLMCall:
     def call(self, *, stream: bool = False, on_delta: Callable[[str], None] | None = None,
              cache: bool | None = None, **variables: Any) -> Result:
         """Render, send, and return the output text (a `Result`: a str with usage and latency)."""
-        from .registry import client as active_client
+        from ..clients.registry import client as active_client
         self.messages = self.render(**variables)
         chosen = self.client or active_client()
         self.completion = chosen.complete(self.messages, stream=stream, on_delta=on_delta,
@@ -77,11 +77,11 @@ class LLMCall:
 
     def playground(self) -> Any:
         """An interactive widget to edit the templates, set variables and compare runs."""
-        from .prompt_playground import Playground
+        from ..notebook.playground import Playground
         return Playground(self)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from .display import mimebundle
+        from ..notebook.display import mimebundle
         return mimebundle(self)
 
     # Read-only views of the last call.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import AuthenticationError, ConfigError
+from ..base.errors import AuthenticationError, ConfigError
 from .openai_client import OpenAIClient
 
 __all__ = ["AzureClient"]

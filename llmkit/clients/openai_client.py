@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import config, limiter
-from .cache import ResponseCache, cache_key
-from .errors import (
+from ..base import config
+from ..base.cache import ResponseCache, cache_key
+from ..base.errors import (
     AuthenticationError,
     CallError,
     ConfigError,
@@ -28,7 +28,8 @@ from .errors import (
     ServerError,
     TransportError,
 )
-from .result import Completion
+from ..base.result import Completion
+from . import limiter
 from .retry import RetryPolicy, retry_after_seconds
 from .streaming import collect_stream
 
@@ -259,7 +260,7 @@ class OpenAIClient:
 
     def _check_context(self, request: Mapping[str, Any]) -> None:
         """Raise `ContextLengthError` before sending a prompt that cannot fit the model."""
-        from . import tokens
+        from ..base import tokens
         model = str(request["model"])
         window = tokens.context_window(model)
         if not window:

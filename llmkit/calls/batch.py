@@ -21,10 +21,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import config
-from .errors import ConfigError
-from .progress import Progress
-from .result import Result
+from ..base import config
+from ..base.errors import ConfigError
+from ..base.result import Result
+from ..notebook.progress import Progress
 
 if TYPE_CHECKING:
     import concurrent.futures as cf
@@ -58,7 +58,7 @@ class _Batch:
 
     def __init__(self, call: LLMCall, rows: Iterable[Mapping[str, Any]], max_concurrency: int | None,
                  options: Mapping[str, Any]) -> None:
-        from .registry import client as active_client
+        from ..clients.registry import client as active_client
         unknown = set(options) - set(OPTIONS)
         if unknown:
             raise ConfigError(f"map: unknown option(s) {', '.join(sorted(unknown))}; "

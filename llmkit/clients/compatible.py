@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import config
-from .errors import ConfigError
+from ..base import config
+from ..base.errors import ConfigError
 from .openai_client import OpenAIClient
 
 __all__ = ["CompatibleClient"]

@@ -26,7 +26,7 @@ from typing import Any
 import diskcache
 from diskcache.core import MODE_PICKLE, MODE_RAW, MODE_TEXT, UNKNOWN
 
-from llmkit.errors import CacheError
+from .errors import CacheError
 
 __all__ = ["CacheWarning", "ResponseCache", "cache_key", "read_entries"]
 

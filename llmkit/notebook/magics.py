@@ -25,12 +25,13 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import DisplayHandle, display
 from traitlets import Bool, Enum, Float, Unicode
 
-from . import config, registry
+from ..base import config
+from ..base.errors import CacheError, ConfigError, LLMKitError, MissingVariableError, TemplateError
+from ..base.result import Result
+from ..calls.llmcall import LLMCall
+from ..clients import registry
+from ..clients.openai_client import open_cache
 from .display import markdown_html
-from .errors import CacheError, ConfigError, LLMKitError, MissingVariableError, TemplateError
-from .llmcall import LLMCall
-from .openai_client import open_cache
-from .result import Result
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell

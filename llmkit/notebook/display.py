@@ -21,10 +21,10 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from . import config
-from .errors import LLMKitError
-from .pricing import estimate_cost, format_cost
-from .result import Completion
+from ..base import config
+from ..base.errors import LLMKitError
+from ..base.pricing import estimate_cost, format_cost
+from ..base.result import Completion
 
 __all__ = [
     "COLLAPSE_AT",
@@ -80,8 +80,8 @@ class CallSummary:
 
 def summarize(obj: Any) -> CallSummary:
     """The `CallSummary` of an `LLMCall`, a `Result` or a `Completion`."""
-    from .llmcall import LLMCall
-    from .result import Result
+    from ..base.result import Result
+    from ..calls.llmcall import LLMCall
     scrub = _scrubber(obj)
     if isinstance(obj, Result):
         return _from_completion("Result", obj.completion, scrub)
@@ -133,7 +133,7 @@ def _message_text(message: Mapping[str, Any]) -> str:
 
 def _tokens(message: Mapping[str, Any], model: str) -> int:
     """Prompt tokens of one message (without the reply priming, so they add up to the prompt)."""
-    from .tokens import count_tokens, encoding_name_for
+    from ..base.tokens import count_tokens, encoding_name_for
     encoding = encoding_name_for(model, warn=False)  # a local model's name is unknown: no warning
     return count_tokens([message], encoding) - count_tokens([], encoding)
 
@@ -148,7 +148,7 @@ def _shown_params(params: Mapping[str, Any], scrub: Scrub) -> dict[str, str]:
 
 def _default_model(call: Any) -> str:
     try:
-        from .registry import client as active_client
+        from ..clients.registry import client as active_client
         settings = (call.client or active_client()).settings()
         return f"{settings['model']} (default)"
     except (LLMKitError, AttributeError, KeyError):
@@ -156,13 +156,13 @@ def _default_model(call: Any) -> str:
 
 
 def _settings() -> Mapping[str, Any]:
-    from .config import resolve
+    from ..base.config import resolve
     return resolve()
 
 
 def _scrubber(obj: Any) -> Scrub:
     """A function that replaces every configured API key (and the object's client's) by <hidden>."""
-    from .config import SECRET_KEYS
+    from ..base.config import SECRET_KEYS
     secrets: set[str] = set()
     sources: list[Any] = [_settings]
     if getattr(obj, "client", None) is not None and hasattr(obj.client, "settings"):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import AttemptsExhaustedError, CallError, NonTerminalError
+from ..base.errors import AttemptsExhaustedError, CallError, NonTerminalError
 
 __all__ = ["RetryPolicy", "retry_after_seconds"]
 

@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .cache import read_entries
-from .errors import ReplayMissError
+from ..base.cache import read_entries
+from ..base.errors import ReplayMissError
 
 __all__ = ["Recording", "append_recording", "open_recording", "record_notebooks"]
 
