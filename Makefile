@@ -24,6 +24,7 @@ test: lint pytest
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/core.py
+	$(PY) benchmarks/call_path_bench.py
 	$(PY) benchmarks/local_bench.py
 	$(PY) benchmarks/batch_bench.py
 

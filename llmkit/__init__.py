@@ -10,7 +10,6 @@ from typing import Any
 
 from .base.config import force_default_value
 from .base.errors import (
-    AttemptsExhaustedError,
     AuthenticationError,
     CacheError,
     CallError,
@@ -18,6 +17,7 @@ from .base.errors import (
     ContextLengthError,
     InvalidRequestError,
     LLMKitError,
+    LLMKitWarning,
     MissingVariableError,
     NonTerminalError,
     RateLimitError,
@@ -26,6 +26,7 @@ from .base.errors import (
     TemplateError,
     TransportError,
 )
+from .base.models import ModelInfo, model_info
 from .base.result import Completion, Result
 from .base.tokens import count_tokens
 from .calls.batch import FailedRow
@@ -39,7 +40,6 @@ from .clients.registry import client, force_api_cache, force_api_type, register_
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttemptsExhaustedError",
     "AuthenticationError",
     "AzureClient",
     "CacheError",
@@ -52,8 +52,10 @@ __all__ = [
     "InvalidRequestError",
     "LLMCall",
     "LLMKitError",
+    "LLMKitWarning",
     "LocalClient",
     "MissingVariableError",
+    "ModelInfo",
     "NonTerminalError",
     "OpenAIClient",
     "RateLimitError",
@@ -67,6 +69,7 @@ __all__ = [
     "force_api_cache",
     "force_api_type",
     "force_default_value",
+    "model_info",
     "playground",
     "register_client",
     "registered",

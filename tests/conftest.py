@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from llmkit.base import config
-from llmkit.clients import limiter, openai_client, registry
+from llmkit.clients import limiter, registry, store
 from tests.openai_server import OpenAITestServer
 
 
@@ -49,7 +49,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     config.reset_forced()
     registry._reset()
     limiter._reset()
-    openai_client._close_caches()
+    store._close_caches()
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ import pytest
 import llmkit
 from llmkit import LLMCall, Result
 from llmkit.base.errors import ConfigError, InvalidRequestError, MissingVariableError
-from llmkit.base.pricing import estimate_cost, format_cost
+from llmkit.base.models import cost as model_cost
 from llmkit.calls.batch import FailedRow
 from llmkit.clients import limiter
+from llmkit.notebook.display import format_cost
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 
@@ -181,7 +182,7 @@ def test_progress_text_shows_rows_errors_tokens_and_cost(llm: OpenAITestServer,
     results = LLMCall(*CALL).map(rows(5), max_concurrency=1)
     answers = [r for r in results if isinstance(r, Result)]
     tokens = sum(r.usage["total_tokens"] for r in answers)
-    cost = sum(estimate_cost(r.model, r.usage["prompt_tokens"], r.usage["completion_tokens"]) or 0
+    cost = sum(model_cost(r.model, r.completion.response["usage"]) or 0
                for r in answers)
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith(f"llmkit map: 5/5 rows, 1 error, 0 cached, {tokens:,} tokens, "

@@ -12,11 +12,12 @@ from typing import Any
 import diskcache
 import pytest
 
-from llmkit.base.cache import CacheWarning, ResponseCache, cache_key
+from llmkit.base.cache import ENTRY_KINDS, CacheWarning, ResponseCache, cache_key, entry_kind, read_entries
 from llmkit.base.errors import CacheError
 
 ANSWER = {"choices": [{"message": {"role": "assistant", "content": "Bonjour — ça va?"}}],
           "usage": {"total_tokens": 12}}
+VECTOR = {"embedding": [0.25, -1.5, 3.0]}
 
 
 def test_cache_key_canonical() -> None:
@@ -40,6 +41,7 @@ def test_round_trip_and_counters(tmp_path: Path) -> None:
     assert (cache.hits, cache.misses) == (2, 1)
     stats = cache.stats()
     assert stats["hits"] == 2 and stats["misses"] == 1 and stats["entries"] == 1
+    assert stats["kinds"] == {"chat": 1, "embedding": 0, "other": 0}
     assert stats["directory"] == str(tmp_path / "c") and stats["size_bytes"] > 0
     assert len(cache) == 1 and "entries=1" in repr(cache) and str(tmp_path / "c") in repr(cache)
     cache.close()
@@ -70,22 +72,82 @@ def test_clear_resets_entries_and_counters(tmp_path: Path) -> None:
     cache.close()
 
 
+def test_entry_kind_is_told_from_the_value_shape() -> None:
+    assert ENTRY_KINDS == ("chat", "embedding", "other")
+    assert entry_kind(ANSWER) == "chat"
+    assert entry_kind({"choices": [], "embedding": [1.0]}) == "chat"
+    assert entry_kind(VECTOR) == "embedding" and entry_kind({"embedding": []}) == "embedding"
+    for other in ({}, {"i": 1}, {"choices": "not a list"}, {"embedding": "not a list"}):
+        assert entry_kind(other) == "other", other
+
+
+def test_stats_count_entries_per_kind(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path)
+    assert cache.stats()["kinds"] == {"chat": 0, "embedding": 0, "other": 0}
+    for i in range(3):
+        cache.set(f"chat{i}", ANSWER)
+    cache.set("vec0", VECTOR)
+    cache.set("vec1", {"embedding": [1.0]})
+    cache.set("odd", {"i": 1})
+    stats = cache.stats()
+    assert stats["entries"] == 6 and stats["kinds"] == {"chat": 3, "embedding": 2, "other": 1}
+    assert list(stats["kinds"]) == list(ENTRY_KINDS)
+    assert (cache.hits, cache.misses) == (0, 0)  # counting kinds is not a lookup
+    cache.close()
+
+
 def test_export_import_round_trip(tmp_path: Path) -> None:
     src = ResponseCache(tmp_path / "src")
-    entries = {cache_key({"i": i}): {"i": i, "text": f"answer {i} ✓"} for i in range(20)}
+    entries: dict[str, dict[str, Any]] = {
+        cache_key({"i": i}): {"i": i, "text": f"answer {i} ✓"} for i in range(20)}
+    entries[cache_key({"chat": 1})] = ANSWER
+    entries[cache_key({"embedding": 1})] = VECTOR
+    entries[cache_key({"embedding": 2})] = {"embedding": [0.5]}
     for key, value in entries.items():
         src.set(key, value)
     out = tmp_path / "export.jsonl"
-    assert src.export_jsonl(out) == 20
-    lines = out.read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 20 and set(json.loads(lines[0])) == {"key", "value"}
+    assert src.export_jsonl(out) == {"chat": 1, "embedding": 2, "other": 20}
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 23 and all(list(line) == ["key", "kind", "value"] for line in lines)
+    assert {line["key"]: (line["kind"], line["value"]) for line in lines} == {
+        key: (entry_kind(value), value) for key, value in entries.items()}
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     dst = ResponseCache(tmp_path / "dst")
-    assert dst.import_jsonl(out) == 20
-    assert len(dst) == 20
+    assert dst.import_jsonl(out) == 23
+    assert len(dst) == 23 and dst.stats()["kinds"] == src.stats()["kinds"]
     assert all(dst.get(key) == value for key, value in entries.items())
     src.close()
     dst.close()
+
+
+def test_import_accepts_lines_without_kind_and_recordings(tmp_path: Path) -> None:
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps({"key": "a", "value": ANSWER}) + "\n"
+                    + json.dumps({"key": "b", "request": {"model": "m", "input": "hi"}, "value": VECTOR})
+                    + "\n" + json.dumps({"key": "c", "kind": "other", "value": {"i": 1}}) + "\n",
+                    encoding="utf-8")
+    assert read_entries(path) == [("a", ANSWER), ("b", VECTOR), ("c", {"i": 1})]
+
+
+@pytest.mark.parametrize(("kind", "value", "shape"), [
+    ("embedding", ANSWER, "chat"),
+    ("chat", VECTOR, "embedding"),
+    ("chat", {"i": 1}, "other"),
+    ("tool_step", {"i": 1}, "other"),  # a kind this version does not know
+    (None, VECTOR, "embedding"),
+])
+def test_import_refuses_a_kind_that_contradicts_the_value(
+        tmp_path: Path, kind: Any, value: dict[str, Any], shape: str) -> None:
+    path = tmp_path / "mixed.jsonl"
+    good = json.dumps({"key": "k0", "kind": "chat", "value": ANSWER})
+    path.write_text(good + "\n" + json.dumps({"key": "k1", "kind": kind, "value": value}) + "\n",
+                    encoding="utf-8")
+    cache = ResponseCache(tmp_path / "c")
+    with pytest.raises(CacheError, match=rf"mixed\.jsonl, line 2: \"kind\" is {kind!r} but the "
+                                         rf"value is of kind '{shape}'"):
+        cache.import_jsonl(path)
+    assert len(cache) == 0  # all or nothing
+    cache.close()
 
 
 def test_import_bad_line_imports_nothing(tmp_path: Path) -> None:
@@ -127,7 +189,9 @@ def test_pickle_rows_are_refused(tmp_path: Path) -> None:
     assert not marker.exists()
     assert "evil" not in cache and not marker.exists()
     out = tmp_path / "export.jsonl"
-    assert cache.export_jsonl(out) == 1 and not marker.exists()
+    assert cache.export_jsonl(out) == {"chat": 0, "embedding": 0, "other": 1}
+    assert not marker.exists()
+    assert cache.stats()["kinds"]["other"] == 1 and not marker.exists()
     assert (cache.hits, cache.misses) == (0, 1) and cache.get("good") == {"ok": True}
     cache.close()
     plain = diskcache.Cache(str(folder))  # the test is meaningful: plain diskcache would run it

@@ -62,7 +62,7 @@ def test_force_default_value_checks_now() -> None:
         llmkit.force_default_value("temperature", "hot")
     with pytest.raises(ConfigError, match=r"unknown configuration key 'temprature'.*temperature"):
         llmkit.force_default_value("temprature", 0.5)
-    assert config.resolve().temperature == 1.0
+    assert config.resolve().temperature is None  # not set: the model's own default applies
 
 
 def test_unknown_key_in_file_warns(tmp_path: Path) -> None:

@@ -13,9 +13,10 @@ from markdown_it import MarkdownIt
 import llmkit
 from llmkit import LLMCall
 from llmkit.base.errors import LLMKitError
-from llmkit.base.pricing import estimate_cost, format_cost
+from llmkit.base.models import cost as model_cost
 from llmkit.base.tokens import count_tokens
 from llmkit.notebook import display
+from llmkit.notebook.display import format_cost
 from llmkit.notebook.widgets import CallView
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
@@ -60,10 +61,10 @@ def test_llmcall_after_a_call_shows_messages_output_usage_cost(llm: OpenAITestSe
     assert "[output] echo: Tell me about the sea." in text
     assert "variables: persona, topic" in text
     header = text.splitlines()[0]
-    assert header.startswith("LLMCall · gpt-4o-mini · temperature=0.0 · top_p=1.0 · ")  # as sent
+    assert header.startswith("LLMCall · gpt-4o-mini · temperature=0.0 · max_tokens=50 · ")  # as sent
     assert " · max_tokens=50 · " in header
     assert re.search(r" · \d+\.\d\d s · ", header) and "cache hit" not in header
-    cost = format_cost(estimate_cost(model, usage["prompt_tokens"], usage["completion_tokens"]))
+    cost = format_cost(model_cost(model, usage))
     assert cost.startswith("$") and f"cost ≈ {cost}" in header
     totals = (f"tokens: prompt {usage['prompt_tokens']} · completion {usage['completion_tokens']} · "
               f"total {usage['total_tokens']}")
@@ -123,8 +124,6 @@ def test_no_secret_in_any_output(llm: OpenAITestServer, monkeypatch: pytest.Monk
     shown = [call._repr_mimebundle_()]
     result = call.call(key=SECRET)
     shown += [call._repr_mimebundle_(), result._repr_mimebundle_()]
-    monkeypatch.setattr(display, "in_kernel", lambda: True)  # the widget path, as in JupyterLab
-    shown.append(result._repr_mimebundle_())
     dumped = json.dumps(shown) + json.dumps(widget_states(CallView(result)))
     assert SECRET not in dumped
     assert "extra_headers=<hidden>" in shown[1]["text/plain"]
@@ -140,15 +139,13 @@ def test_a_clients_own_key_is_hidden_too(llm: OpenAITestServer, monkeypatch: pyt
     assert own not in json.dumps(bundle) and "echo: my key is <hidden>" in bundle["text/plain"]
 
 
-def test_widget_view_only_inside_a_kernel(llm: OpenAITestServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_displays_are_static_even_inside_a_kernel(
+        llm: OpenAITestServer, monkeypatch: pytest.MonkeyPatch) -> None:
     result = LLMCall("s", "u").call()
     assert display.in_kernel() is False and set(result._repr_mimebundle_()) == FALLBACKS
-    monkeypatch.setattr(display, "in_kernel", lambda: True)
+    monkeypatch.setattr(display, "in_kernel", lambda: True)  # no widget: it would not survive a reopen
     bundle = result._repr_mimebundle_()
-    assert set(bundle) == {*FALLBACKS, "application/vnd.jupyter.widget-view+json"}
-    view = bundle["application/vnd.jupyter.widget-view+json"]
-    assert view["version_major"] == 2 and isinstance(view["model_id"], str) and view["model_id"]
-    assert bundle["text/plain"].startswith("Result · ")  # ours, not the widget's repr
+    assert set(bundle) == FALLBACKS and bundle["text/plain"].startswith("Result · ")
 
 
 def test_terminal_ipython_is_not_a_kernel() -> None:

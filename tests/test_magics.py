@@ -74,7 +74,7 @@ def test_defaults_come_from_config_and_traits(ip: InteractiveShell, llm: OpenAIT
     out, _ = run(ip, "%%llm\nbonjour\n")
     body = llm.requests[-1].body
     assert body["messages"][0] == {"role": "system", "content": "Answer in French."}
-    assert (body["model"], body["temperature"], body["max_tokens"]) == ("gpt-4o-mini", 1.0, 1024)
+    assert (body["model"], body["max_tokens"]) == ("gpt-4o-mini", 1024) and "temperature" not in body
     assert out.stdout == "echo: bonjour\n"
 
 
@@ -88,7 +88,7 @@ def test_missing_variable_names_itself_in_one_line_and_sends_nothing(
 
 
 @pytest.mark.parametrize(("flags", "kind", "expected"), [
-    ("--temperature 5", ConfigError, "TEMPERATURE = '5.0' is not valid; expected a number from 0 to 2"),
+    ("--temperature 5", ConfigError, "temperature=5.0 is not valid: expected a number from 0 to 2"),
     ("--max-tokens many", UsageError, "argument --max-tokens: invalid int value: 'many'"),
     ("--out 2x", UsageError, "'2x' is not a Python variable name"),
     ("--format yaml", UsageError, "argument --format/-f: invalid choice: 'yaml'"),
@@ -248,19 +248,34 @@ def test_llm_api_html_is_escaped(ip: InteractiveShell, llm: OpenAITestServer) ->
 
 def test_llm_cache_stats_clear_export_import(ip: InteractiveShell, llm: OpenAITestServer,
                                              tmp_path: Path) -> None:
+    assert run(ip, "%llm_cache")[0].stdout.startswith("entries: 0  size: ")
     run(ip, "%%llm -f text\nremember me\n")
     out, _ = run(ip, "%llm_cache")
-    assert out.stdout.startswith("entries: 1 ") and str(tmp_path / "cache") in out.stdout
+    assert out.stdout.startswith("entries: 1 (chat: 1)  size: ") and str(tmp_path / "cache") in out.stdout
+    llmkit.client().get_embedding(["one sentence", "another"])
+    out, _ = run(ip, "%llm_cache stats")
+    assert out.stdout.startswith("entries: 3 (chat: 1, embedding: 2)  size: ")
     out, _ = run(ip, "%llm_cache export 'my answers.jsonl'")
-    assert out.stdout == "exported 1 entries to my answers.jsonl\n"
-    assert len((tmp_path / "my answers.jsonl").read_text().splitlines()) == 1
+    assert out.stdout == "exported 3 entries (chat: 1, embedding: 2) to my answers.jsonl\n"
+    lines = [json.loads(line) for line in (tmp_path / "my answers.jsonl").read_text().splitlines()]
+    assert sorted(line["kind"] for line in lines) == ["chat", "embedding", "embedding"]
     out, _ = run(ip, "%llm_cache clear")
-    assert out.stdout.startswith("cleared 1 entries")
+    assert out.stdout.startswith("cleared 3 entries")
     assert run(ip, "%llm_cache stats")[0].stdout.startswith("entries: 0 ")
     out, _ = run(ip, "%llm_cache import 'my answers.jsonl'")
-    assert out.stdout == "imported 1 entries from my answers.jsonl\n"
+    assert out.stdout == "imported 3 entries from my answers.jsonl\n"
     run(ip, "%%llm -f text\nremember me\n")
-    assert len(llm.requests) == 1 and ip.user_ns["_llm"].cached
+    assert len(llm.requests) == 2 and ip.user_ns["_llm"].cached  # the chat call and the embeddings
+
+
+def test_llm_cache_import_refuses_a_contradicting_kind_in_one_line(
+        ip: InteractiveShell, llm: OpenAITestServer, tmp_path: Path) -> None:
+    (tmp_path / "mixed.jsonl").write_text(
+        json.dumps({"key": "k", "kind": "chat", "value": {"embedding": [0.5]}}) + "\n")
+    out, result = run(ip, "%llm_cache import mixed.jsonl")
+    line = one_line_error(out, result, CacheError)
+    assert "mixed.jsonl, line 1: \"kind\" is 'chat' but the value is of kind 'embedding'" in line
+    assert run(ip, "%llm_cache stats")[0].stdout.startswith("entries: 0 ")
 
 
 @pytest.mark.parametrize(("line", "kind", "expected"), [
@@ -288,7 +303,7 @@ def test_llm_config_shows_hides_and_sets(ip: InteractiveShell, llm: OpenAITestSe
 
 @pytest.mark.parametrize(("line", "expected"), [
     ("%llm_config temperature 5",
-     "ConfigError: %llm_config: TEMPERATURE = '5' is not valid; expected a number from 0 to 2"),
+     "ConfigError: %llm_config: TEMPERATURE = '5' is not valid; expected a number from 0 to 2 (or empty)"),
     ("%llm_config colour", "ConfigError: %llm_config: unknown configuration key 'colour'; known keys: "),
     ("%llm_config api_key sk-typed-in-a-cell", "set an environment variable instead (OPENAI_API_KEY)"),
 ])
@@ -296,11 +311,11 @@ def test_llm_config_errors(ip: InteractiveShell, llm: OpenAITestServer, line: st
     out, result = run(ip, line)
     error = one_line_error(out, result, ConfigError)
     assert expected in error and "sk-typed-in-a-cell" not in error
-    assert llmkit.client().settings()["temperature"] == 1.0
+    assert llmkit.client().settings()["temperature"] is None  # unchanged: not set
 
 
-def test_variable_names_llmcall_keeps_are_refused(ip: InteractiveShell, llm: OpenAITestServer) -> None:
+def test_any_variable_name_works_even_those_llmcall_call_takes(
+        ip: InteractiveShell, llm: OpenAITestServer) -> None:
     ip.user_ns["cache"] = "a cache"
-    out, result = run(ip, "%%llm\nWhat is {{ cache }}?\n")
-    assert "rename the variable 'cache'" in one_line_error(out, result, llmkit.TemplateError)
-    assert llm.requests == []
+    run(ip, "%%llm --format text\nWhat is {{ cache }}?\n")
+    assert llm.requests[-1].body["messages"][-1]["content"] == "What is a cache?"

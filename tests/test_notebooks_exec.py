@@ -65,7 +65,7 @@ def test_llmcall_shows_escaped_html_with_token_counts(executed: tuple[Any, Any, 
     nb, _, requests = executed
     assert requests[0].body["messages"][1]["content"] == "Repeat: <b>bold</b> & <script>alert(1)</script>"
     [shown] = outputs(nb, 2)  # the LLMCall after its call
-    assert {"text/plain", "text/html", "text/markdown", WIDGET_VIEW} <= set(shown)
+    assert set(shown) == {"text/plain", "text/html", "text/markdown"}  # static: survives a reopen
     page = shown["text/html"]
     assert "echo: Repeat: &lt;b&gt;bold&lt;/b&gt; &amp; &lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<script>" not in page and "<b>bold" not in page
@@ -94,11 +94,9 @@ def test_widget_state_holds_the_answers_and_the_history(executed: tuple[Any, Any
     state = nb.metadata["widgets"][WIDGET_STATE]["state"]
     views = [o[WIDGET_VIEW]["model_id"] for i in range(len(nb.cells)) for o in outputs(nb, i)
              if WIDGET_VIEW in o]
-    assert len(views) == 4 and all(model_id in state for model_id in views)  # every view restorable
+    assert len(views) == 1 and all(model_id in state for model_id in views)  # the playground alone
     playground = state[views[-1]]["state"]
     assert "llmkit-playground" in playground["_dom_classes"]
-    values = [m["state"].get("value") for m in state.values() if m["model_name"] == "HTMLModel"]
-    assert any("echo: Repeat: &lt;b&gt;bold" in (v or "") for v in values)  # the CallView
     [entry] = [m["state"] for m in state.values()
                if "llmkit-history-entry" in m["state"].get("_dom_classes", ())]
     body = state[entry["children"][1].removeprefix("IPY_MODEL_")]["state"]["value"]

@@ -10,7 +10,7 @@ import pytest
 import llmkit
 from llmkit import LLMCall, OpenAIClient
 from llmkit.base.errors import CacheError, ReplayMissError
-from llmkit.clients.openai_client import open_cache
+from llmkit.clients.store import open_cache
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 
@@ -79,6 +79,6 @@ def test_recording_imports_into_a_cache(llm: OpenAITestServer, tmp_path: Path) -
     llmkit.force_default_value("record", str(recording))
     OpenAIClient().send_message(HELLO)
     llmkit.force_default_value("record", None)
-    fresh = llmkit.clients.openai_client.ResponseCache(tmp_path / "other")
+    fresh = llmkit.base.cache.ResponseCache(tmp_path / "other")
     assert fresh.import_jsonl(recording) == 1
     fresh.close()

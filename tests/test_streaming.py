@@ -10,17 +10,11 @@ from llmkit.base.errors import ServerError
 from llmkit.clients.streaming import collect_stream
 
 
-class Chunk:
-    """What the SDK yields: an object with ``model_dump``."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = data
-
-    def model_dump(self, **_: Any) -> dict[str, Any]:
-        return self.data
+def Chunk(data: dict[str, Any]) -> dict[str, Any]:
+    return data
 
 
-def delta(**fields: Any) -> Chunk:
+def delta(**fields: Any) -> dict[str, Any]:
     finish = fields.pop("finish_reason", None)
     return Chunk({"id": "c1", "model": "m", "created": 1,
                   "choices": [{"index": 0, "delta": fields, "finish_reason": finish}]})
@@ -31,7 +25,7 @@ def test_content_pieces_and_usage() -> None:
     chunks = [delta(role="assistant", content="Hel"), delta(content="lo"), delta(finish_reason="stop"),
               Chunk({"id": "c1", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2,
                                                             "total_tokens": 5}})]
-    response = collect_stream(chunks, seen.append, [])
+    response = collect_stream(chunks, seen.append)
     assert seen == ["Hel", "lo"]
     assert response["choices"][0]["message"] == {"role": "assistant", "content": "Hello"}
     assert response["choices"][0]["finish_reason"] == "stop"
@@ -45,7 +39,7 @@ def test_tool_call_fragments_are_joined() -> None:
         delta(tool_calls=[{"index": 1, "id": "t2", "function": {"name": "now", "arguments": "{}"}}]),
         delta(finish_reason="tool_calls"),
     ]
-    calls = collect_stream(chunks, None, [])["choices"][0]["message"]["tool_calls"]
+    calls = collect_stream(chunks, None)["choices"][0]["message"]["tool_calls"]
     assert calls[0] == {"id": "t1", "type": "function",
                         "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
     assert calls[1]["function"]["name"] == "now"
@@ -53,4 +47,4 @@ def test_tool_call_fragments_are_joined() -> None:
 
 def test_a_stream_without_choices_is_malformed() -> None:
     with pytest.raises(ServerError, match="no choices"):
-        collect_stream([Chunk({"id": "x", "choices": []})], None, [])
+        collect_stream([Chunk({"id": "x", "choices": []})], None)

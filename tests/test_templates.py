@@ -14,7 +14,7 @@ from llmkit.base.templates import Template
 def test_inline_template_renders_and_lists_variables() -> None:
     t = Template("Hello {{ name }}, you are {{ age }}.")
     assert t.render(name="Ada", age=36) == "Hello Ada, you are 36."
-    assert t.variables == {"name", "age"}
+    assert t.variables == ("name", "age")
     assert t.path is None
 
 

@@ -79,8 +79,6 @@ def test_counts_match_tiktoken(model: str) -> None:
     ("model", "encoding"),
     [
         ("openai/gpt-4o-mini", "o200k_base"),
-        ("chatgpt-4o-latest", "o200k_base"),
-        ("gpt-4.5-preview", "o200k_base"),
         ("o1-mini", "o200k_base"),
         ("o4-mini", "o200k_base"),
         ("gpt-4-turbo", "cl100k_base"),
@@ -174,32 +172,22 @@ def test_seed_honours_data_gym_dir_and_disabled_cache(
     assert tokens.seed_tiktoken_cache("r50k_base") is None  # not bundled
 
 
-def test_context_window() -> None:
-    assert tokens.context_window("gpt-4o-2024-08-06") == 128000
-    assert tokens.context_window("openai/gpt-4.1-nano") == 1047576
-    assert tokens.context_window("gpt-5-mini") == 400000
-    assert tokens.context_window("o3-mini") == 200000
-    assert tokens.context_window("gpt-4-0613") == 8192
-    assert tokens.context_window("gpt-4-32k") == 32768
-    assert tokens.context_window("gpt-4-turbo-2024-04-09") == 128000
-    assert tokens.context_window("gpt-35-turbo") == 16385
-    assert tokens.context_window("my-local-llama") is None
-
-
-def test_check_context() -> None:
+def test_check_context_uses_the_models_input_and_output_limits() -> None:
     messages = [{"role": "user", "content": "hello " * 100}]
-    prompt = tokens.count_tokens(messages, "gpt-4")
-    assert tokens.check_context(messages, "gpt-4", max_tokens=1000) == prompt
+    assert tokens.check_context(messages, "gpt-4", max_tokens=1000) is None  # bytes fit: not counted
     with pytest.raises(ContextLengthError) as info:
-        tokens.check_context(messages, "gpt-4", max_tokens=8192 - prompt + 1)
-    msg = str(info.value).lower()
-    expected = (str(prompt), str(8192 - prompt + 1), "8192", "'gpt-4'", "shorten the prompt")
-    assert all(part in msg for part in expected), msg
-    assert "lower max_tokens" in msg
+        tokens.check_context(messages, "gpt-4", max_tokens=8192)  # gpt-4 writes at most 4,096
+    msg = str(info.value)
+    assert "max_tokens=8192" in msg and "4,096 output tokens" in msg and "lower max_tokens" in msg
     assert isinstance(info.value, InvalidRequestError)
-    with pytest.raises(ContextLengthError, match="50-token context window"):
-        tokens.check_context(messages, "gpt-4o", context=50)
-    assert tokens.check_context(messages, "cl100k_base", max_tokens=10**9) == prompt
+    long = [{"role": "user", "content": "hello " * 9000}]
+    with pytest.raises(ContextLengthError, match=r"the prompt is 9,00\d tokens, more than the 8,192 "
+                                                 r"input tokens 'gpt-4' accepts; shorten the prompt"):
+        tokens.check_context(long, "gpt-4")
+    assert tokens.check_context(long, "gpt-4o") is None  # its bytes fit 128,000 tokens: not counted
+    huge = [{"role": "user", "content": "hello " * 30_000}]  # 180 KB, about 30,000 tokens
+    assert tokens.check_context(huge, "gpt-4o") == tokens.count_tokens(huge, "gpt-4o")  # counted: fits
+    assert tokens.check_context(long, "cl100k_base", max_tokens=10**9) is None  # no known limits
 
 
 def test_import_does_not_load_tiktoken() -> None:

@@ -1,9 +1,19 @@
-"""The tutorials in notebooks/ run top to bottom in real kernels with no key and no network.
+"""The tutorials in notebooks/ run top to bottom in real kernels with no key and no network, in
+any order and whatever the cache holds.
 
-Every tutorial is executed by nbclient from notebooks/recording.jsonl (``LLMKIT_REPLAY``), which must
-not start the local model; the quickstart is also executed against the real local model. A failing
-cell raises `CellExecutionError`, which fails the test. After changing a notebook's calls, delete
-the recording and make it again (an empty cache folder: every answer comes from the model):
+Every tutorial (``notebooks/[0-9][0-9]-*.ipynb``: a new one joins every run below) is executed by
+nbclient three ways:
+
+- from notebooks/recording.jsonl (``LLMKIT_REPLAY``), each on a fresh cache; this must not start
+  the local model;
+- newest first, all sharing one cache folder that already holds every recorded answer (what running
+  them all would leave), live on the local model: each sees what the ones after it left;
+- live on the local model with the cache off (``LLMKIT_CACHE_API_CALLS=false``), each on its own.
+
+A failing cell raises `CellExecutionError`, which fails the test. Live, a small model's answers may
+differ from the recording, so the checks here (and the cells) only rely on model text where the
+answer is deterministic (temperature 0 and a seed). After changing a notebook's calls, delete the
+recording and make it again (an empty cache folder: every answer comes from the model):
 
     rm notebooks/recording.jsonl; export LLMKIT_CACHE_DIR=$(mktemp -d)
     python -m llmkit.clients.replay record notebooks/0*.ipynb --out notebooks/recording.jsonl
@@ -20,7 +30,9 @@ from typing import Any
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
+from llmkit.base.cache import ResponseCache
 from tests.conftest import _ENV, SECRET
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -90,12 +102,13 @@ def test_recording_is_readable_json_lines_without_secrets() -> None:
         assert "choices" in entry["value"] or "embedding" in entry["value"]
 
 
-@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_tutorial_runs_from_the_recording_without_starting_a_model(
-        path: Path, tmp_path: Path) -> None:
-    nb = execute(path, kernel_env(tmp_path, LLMKIT_REPLAY=str(RECORDING)))
-    assert text_of(nb.cells[-1]).strip() == "local server: None"
+def check_tutorial(path: Path, nb: Any) -> None:
+    """What a tutorial must show in every run (replayed or live, warm cache or none)."""
     if path.name.startswith("03-"):
+        again = text_of(cell_with(nb, "again = capital.call"))
+        assert "cached: True" in again  # its own cache folder, on whatever the settings say
+        kinds = [line.split()[0] for line in text_of(cell_with(nb, "%llm_cache export")).splitlines()]
+        assert kinds[0] == "exported" and sorted(kinds[1:]) == ["chat", "embedding"]
         missed = text_of(cell_with(nb, "except ReplayMissError"))
         assert "not in the recording" in missed and "What is the capital of Peru?" in missed
         assert "OPENAI_API_KEY" in missed and "%llm_api local" in missed
@@ -105,11 +118,39 @@ def test_tutorial_runs_from_the_recording_without_starting_a_model(
         assert text_of(cell_with(nb, "again = label.map")).endswith(", 0 failed\n")
 
 
-def test_quickstart_runs_against_the_local_model(tmp_path: Path) -> None:
-    [quickstart] = [p for p in TUTORIALS if p.name.startswith("01-")]
-    nb = execute(quickstart, kernel_env(tmp_path))
-    assert text_of(nb.cells[-1]).startswith("local server: http://127.0.0.1:")
-    shown = text_of(cell_with(nb, "print(answer)"))
-    assert "Paris" in shown and "from the cache: False" in shown
-    assert "model: smollm2-135m-instruct" in shown
-    assert "needs the variable 'review'" in text_of(cell_with(nb, "except MissingVariableError"))
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_runs_from_the_recording_without_starting_a_model(
+        path: Path, tmp_path: Path) -> None:
+    nb = execute(path, kernel_env(tmp_path, LLMKIT_REPLAY=str(RECORDING)))
+    assert text_of(nb.cells[-1]).strip() == "local server: None"
+    check_tutorial(path, nb)
+
+
+def test_tutorials_run_newest_first_on_one_warm_cache(tmp_path: Path) -> None:
+    """As a user meets them: one cache folder for all, already holding every recorded answer (as
+    running them all leaves it: chat answers and embeddings), then newest first, live, cache on."""
+    with ResponseCache(tmp_path / "cache") as cache:
+        cache.import_jsonl(RECORDING)
+        warm = cache.stats()["kinds"]
+    assert warm["chat"] and warm["embedding"]
+    failed = []
+    for path in reversed(TUTORIALS):
+        try:
+            nb = execute(path, kernel_env(tmp_path))
+        except CellExecutionError as exc:
+            failed.append(f"{path.name}: {exc}")
+        else:
+            check_tutorial(path, nb)
+    assert not failed, "\n\n".join(failed)
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_runs_live_on_the_local_model_with_the_cache_off(path: Path, tmp_path: Path) -> None:
+    nb = execute(path, kernel_env(tmp_path, LLMKIT_CACHE_API_CALLS="false"))
+    check_tutorial(path, nb)
+    if path.name.startswith("01-"):
+        assert text_of(nb.cells[-1]).startswith("local server: http://127.0.0.1:")
+        shown = text_of(cell_with(nb, "print(answer)"))
+        assert "Paris" in shown and "from the cache: False" in shown
+        assert "model: smollm2-135m-instruct" in shown
+        assert "needs the variable 'review'" in text_of(cell_with(nb, "except MissingVariableError"))

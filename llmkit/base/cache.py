@@ -7,6 +7,11 @@ processes may share one folder (SQLite locking, WAL journal).
 Values are stored as JSON text, never pickled, and rows that someone else stored as
 pickles are refused (a miss plus a `CacheWarning`): opening a shared cache folder can
 therefore never run code.
+
+Entries have a *kind*, told from the stored value's shape by `entry_kind`: ``chat`` (an API chat
+completion, with ``choices``), ``embedding`` (``{"embedding": [...]}``) or ``other``. `stats`
+counts them, and exports carry the kind on every line, so that a reader can handle each kind
+for what it is.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from diskcache.core import MODE_PICKLE, MODE_RAW, MODE_TEXT, UNKNOWN
 
 from .errors import CacheError
 
-__all__ = ["CacheWarning", "ResponseCache", "cache_key", "read_entries"]
+__all__ = ["ENTRY_KINDS", "CacheWarning", "ResponseCache", "cache_key", "entry_kind", "read_entries"]
 
 _DB_NAME = "cache.db"
 # eviction_policy "none": a response cache doubles as a recording, so nothing is
@@ -37,6 +42,20 @@ _DB_NAME = "cache.db"
 # too.  Measured (benchmarks/cache_bench.py): 0.3-4 ms per write against 0.1 ms with
 # NORMAL, nothing next to the API call that produced it, and the same at any size.
 _SETTINGS: dict[str, Any] = {"eviction_policy": "none", "sqlite_synchronous": 2}
+
+
+# Every kind `entry_kind` can return, in the order stats and exports list them.
+ENTRY_KINDS = ("chat", "embedding", "other")
+
+
+def entry_kind(value: Mapping[str, Any]) -> str:
+    """The kind of a stored value, from its shape: ``"chat"`` for a chat completion (it has a
+    ``choices`` list), ``"embedding"`` for ``{"embedding": [...]}``, else ``"other"``."""
+    if isinstance(value.get("choices"), list):
+        return "chat"
+    if isinstance(value.get("embedding"), list):
+        return "embedding"
+    return "other"
 
 
 class CacheWarning(UserWarning):
@@ -214,8 +233,17 @@ class ResponseCache:
         return len(self._cache)
 
     def stats(self) -> dict[str, Any]:
-        """Counters of this instance plus the folder's entry count and size on disk."""
-        return {"hits": self.hits, "misses": self.misses, "entries": len(self),
+        """Counters of this instance plus the folder's entry count, size on disk and usable
+        entries per kind (``kinds``: every name in `ENTRY_KINDS`, zero included).
+
+        Counting kinds reads and parses every entry (measured: 0.4 s at 5,000 entries, half chat
+        answers, half 576-number embeddings); ``entries`` counts rows, so it also includes rows
+        that cannot be used (refused pickles, values that are not JSON objects).
+        """
+        kinds = dict.fromkeys(ENTRY_KINDS, 0)
+        for _, value in self._items():
+            kinds[entry_kind(value)] += 1
+        return {"hits": self.hits, "misses": self.misses, "entries": len(self), "kinds": kinds,
                 "directory": self.directory, "size_bytes": int(self._cache.volume())}
 
     def clear(self) -> None:
@@ -235,25 +263,30 @@ class ResponseCache:
                 if value is not None:
                     yield key, value
 
-    def export_jsonl(self, path: str | os.PathLike[str]) -> int:
-        """Write every usable entry as a ``{"key":..., "value":...}`` line, atomically
-        (temporary file in the same folder, then `os.replace`).  Returns the count."""
+    def export_jsonl(self, path: str | os.PathLike[str]) -> dict[str, int]:
+        """Write every usable entry as a ``{"key": ..., "kind": ..., "value": ...}`` line,
+        atomically (temporary file in the same folder, then `os.replace`).
+
+        Returns how many entries of each kind were written (every name in `ENTRY_KINDS`, zero
+        included; ``sum(counts.values())`` is the total).
+        """
         target = Path(path)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-        count = 0
+        counts = dict.fromkeys(ENTRY_KINDS, 0)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             with open(fd, "w", encoding="utf-8", newline="\n") as out:
                 for key, value in self._items():
-                    out.write(_dumps({"key": key, "value": value}) + "\n")
-                    count += 1
+                    kind = entry_kind(value)
+                    out.write(_dumps({"key": key, "kind": kind, "value": value}) + "\n")
+                    counts[kind] += 1
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, target)
         except (OSError, sqlite3.Error) as exc:
             tmp.unlink(missing_ok=True)
             raise CacheError(f"cannot export the cache to {str(target)!r}: {exc}") from exc
-        return count
+        return counts
 
     def import_jsonl(self, path: str | os.PathLike[str]) -> int:
         """Load a file written by `export_jsonl` (or a replay recording); returns the count.
@@ -284,15 +317,16 @@ class ResponseCache:
         return f"ResponseCache({self.directory!r}, entries={len(self)})"
 
 
-_ENTRY_FIELDS = ({"key", "value"}, {"key", "value", "request"})  # required, allowed
+_ENTRY_FIELDS = ({"key", "value"}, {"key", "value", "kind", "request"})  # required, allowed
 
 
 def read_entries(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]:
     """The ``(key, value)`` pairs of a JSON Lines export or recording, all checked first.
 
-    Each line is ``{"key": <string>, "value": <object>}``, optionally with ``"request"``
-    (what was asked, kept for people reading a recording).  A bad line raises `CacheError`
-    naming the file and line.
+    Each line is ``{"key": <string>, "value": <object>}``, optionally with ``"kind"`` (as
+    `export_jsonl` writes it; it must be the `entry_kind` of the value) and ``"request"`` (what
+    was asked, kept for people reading a recording).  A bad line raises `CacheError` naming the
+    file and line.
     """
     rows: list[tuple[str, dict[str, Any]]] = []
     try:
@@ -300,18 +334,24 @@ def read_entries(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]
             for number, line in enumerate(src, start=1):
                 if not line.strip():
                     continue
+                where = f"{os.fspath(path)}, line {number}"
                 try:
                     item = json.loads(line)
                 except ValueError as exc:
-                    raise CacheError(f"{os.fspath(path)}, line {number}: not JSON ({exc})") from exc
+                    raise CacheError(f"{where}: not JSON ({exc})") from exc
                 if (not isinstance(item, dict) or not _ENTRY_FIELDS[0] <= set(item) <= _ENTRY_FIELDS[1]
                         or not isinstance(item["key"], str) or not isinstance(item["value"], dict)):
-                    raise CacheError(f"{os.fspath(path)}, line {number}: expected an object "
-                                     '{"key": <string>, "value": <object>}')
+                    raise CacheError(f"{where}: expected an object "
+                                     '{"key": <string>, "kind": <string>, "value": <object>} '
+                                     '("kind" optional)')
+                if "kind" in item and item["kind"] != (shape := entry_kind(item["value"])):
+                    raise CacheError(f"{where}: \"kind\" is {item['kind']!r} but the value is "
+                                     f"of kind {shape!r} (a chat answer has \"choices\", an "
+                                     'embedding is {"embedding": [...]})')
                 try:
                     _dumps(item["value"])
                 except (ValueError, RecursionError) as exc:  # NaN, too deep
-                    raise CacheError(f"{os.fspath(path)}, line {number}: {exc}") from exc
+                    raise CacheError(f"{where}: {exc}") from exc
                 rows.append((item["key"], item["value"]))
     except (OSError, UnicodeDecodeError) as exc:
         raise CacheError(f"cannot read {os.fspath(path)!r}: {exc}") from exc

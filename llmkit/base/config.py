@@ -79,11 +79,11 @@ def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 SCHEMA: dict[str, Callable[[str], Any]] = {
     "api_type": _text,
     "model": _text,
-    "max_tokens": _number(1, 10_000_000, int),
-    "temperature": _number(0, 2),
-    "top_p": _number(0, 1),
-    "frequency_penalty": _number(-2, 2),
-    "presence_penalty": _number(-2, 2),
+    "max_tokens": _optional(_number(1, 10_000_000, int)),
+    "temperature": _optional(_number(0, 2)),
+    "top_p": _optional(_number(0, 1)),
+    "frequency_penalty": _optional(_number(-2, 2)),
+    "presence_penalty": _optional(_number(-2, 2)),
     "timeout": _number(0.001, 86_400),
     "max_attempts": _number(1, 100, int),
     "waiting_time": _number(0, 3600),
@@ -128,6 +128,7 @@ SECRET_NAME = re.compile(r"key|secret|password|token$|authorization|headers", re
 
 _forced: dict[str, tuple[Any, str]] = {}
 _file_cache: dict[Path, tuple[float, dict[str, tuple[str, str]]]] = {}
+_generation = 0  # bumped whenever a forced value changes
 
 
 def parse_value(key: str, raw: Any, source: str) -> Any:
@@ -200,10 +201,20 @@ class Settings(Mapping[str, Any]):
     Values are reachable as ``settings["model"]`` or ``settings.model``.
     """
 
-    __slots__ = ("_data",)
+    __slots__ = ("_data", "defaults")
 
-    def __init__(self, data: Mapping[str, Any]) -> None:
+    def __init__(self, data: Mapping[str, Any], defaults: frozenset[str] = frozenset()) -> None:
         object.__setattr__(self, "_data", dict(data))
+        object.__setattr__(self, "defaults", defaults)
+
+    def with_values(self, values: Mapping[str, Any]) -> Settings:
+        """A copy with ``values`` on top (they no longer count as package defaults)."""
+        return Settings({**self._data, **values}, self.defaults - values.keys())
+
+    def secrets(self) -> tuple[str, ...]:
+        """The configured credentials, longest first (to replace them in text)."""
+        return tuple(sorted((str(self._data[k]) for k in SECRET_KEYS if self._data.get(k)),
+                            key=len, reverse=True))
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -225,15 +236,51 @@ class Settings(Mapping[str, Any]):
         return f"Settings({shown})"
 
 
+def _fingerprint() -> tuple[Any, ...]:
+    """What `resolve` depends on: working directory, its config.ini, the environment, forced values.
+
+    Cheap (a few microseconds): the environment is read through its raw mapping with pre-encoded
+    names, since ``os.environ.get`` for every name would cost more than the rest of a cache hit.
+    """
+    try:
+        local = os.stat("config.ini").st_mtime_ns
+    except OSError:
+        local = None
+    raw = getattr(os.environ, "_data", None)
+    env = (tuple(map(raw.get, _ENV_KEYS)) if raw is not None
+           else tuple(map(os.environ.get, _ENV_NAMES)))
+    return (os.getcwd(), local, _generation, env)
+
+
+_ENV_NAMES = tuple(dict.fromkeys(name for key in SCHEMA
+                                 for name in (*ENV_VARS.get(key, ()), f"LLMKIT_{key.upper()}")))
+_ENV_KEYS = tuple(map(getattr(os.environ, "encodekey", str), _ENV_NAMES))
+_resolved: tuple[tuple[Any, ...], Settings] | None = None
+
+
 def resolve() -> Settings:
-    """Merge every layer now, then check the value that won for each key."""
+    """The configuration in effect now: every layer merged, the winning value of each key checked.
+
+    The result is reused while the working directory, its ``config.ini``, the environment and the
+    forced values stay the same, so a change to any of them takes effect on the next call.
+    """
+    global _resolved
+    fingerprint = _fingerprint()
+    cached = _resolved
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
     winners: dict[str, tuple[Any, str]] = {}
     for key, value, source in _layers():
         winners[key] = (value, source)
     values: dict[str, Any] = {key: None for key in SCHEMA}
+    defaults = set()
     for key, (value, source) in winners.items():
         values[key] = value if source == "forced" else parse_value(key, value, source)
-    return Settings(values)
+        if source.startswith(str(PACKAGE_CONFIG)):
+            defaults.add(key)
+    settings = Settings(values, frozenset(defaults))
+    _resolved = (fingerprint, settings)
+    return settings
 
 
 def force_default_value(key: str, value: Any) -> None:
@@ -246,10 +293,18 @@ def force_default_value(key: str, value: Any) -> None:
     if value is None:
         parse_value(key, None, source)
         _forced.pop(key, None)
+        _changed()
         return
     _forced[key] = (parse_value(key, value, source), "forced")
+    _changed()
+
+
+def _changed() -> None:
+    global _generation
+    _generation += 1
 
 
 def reset_forced() -> None:
     """Remove every forced value (tests use this)."""
     _forced.clear()
+    _changed()

@@ -1,7 +1,7 @@
 """The one exception tree of llmkit.
 
     LLMKitError
-    ├── ConfigError                  bad value in config.ini / environment / force_default_value
+    ├── ConfigError                  bad value in config.ini / environment / a call's arguments
     ├── TemplateError                template not found, or a syntax error in it
     │   └── MissingVariableError     a variable the template needs was not given
     ├── CacheError                   cache folder, export or import problem (replay misses too)
@@ -9,23 +9,24 @@
     └── CallError                    a request to a model API failed
         ├── InvalidRequestError      the request itself is wrong: do not retry (400, 404, 422)
         │   ├── AuthenticationError  401 / 403, or no credentials configured
-        │   └── ContextLengthError   the prompt does not fit the model's context window
+        │   └── ContextLengthError   the prompt does not fit the model's input or output limit
         └── NonTerminalError         a failure that may pass: retried by llmkit
             ├── TransportError       timeout or connection failure
-            ├── RateLimitError       429 (``insufficient_quota`` is not retried, see ``retryable``)
-            ├── ServerError          408, 409, 5xx
-            └── AttemptsExhaustedError  raised when ``max_attempts`` ran out
+            ├── RateLimitError       429 (``insufficient_quota`` is not retried)
+            └── ServerError          408, 409, 5xx, or an answer that is not a valid answer
 
-`InvalidRequestError` and `NonTerminalError` keep TinyTroupe's names. The ``openai`` package's
-exceptions are translated in exactly one place: `llmkit.openai_client._map_openai_error`.
+When retries run out, the error raised is the last failure itself (a `RateLimitError` stays a
+`RateLimitError`), with ``attempts`` saying how many were made. Whether a failure is retried is
+decided in one place, `CallError.retryable`. `InvalidRequestError` and `NonTerminalError` keep
+TinyTroupe's names. The ``openai`` package's exceptions are translated in exactly one place,
+`llmkit.clients.boundary`.
+
+Warnings: `LLMKitWarning` (a `UserWarning`) is the base of every warning llmkit gives.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 __all__ = [
-    "AttemptsExhaustedError",
     "AuthenticationError",
     "CacheError",
     "CallError",
@@ -33,6 +34,7 @@ __all__ = [
     "ContextLengthError",
     "InvalidRequestError",
     "LLMKitError",
+    "LLMKitWarning",
     "MissingVariableError",
     "NonTerminalError",
     "RateLimitError",
@@ -47,8 +49,12 @@ class LLMKitError(Exception):
     """Base class of every error llmkit raises."""
 
 
+class LLMKitWarning(UserWarning):
+    """Base class of every warning llmkit gives (e.g. an answer cut off with nothing in it)."""
+
+
 class ConfigError(LLMKitError, ValueError):
-    """A configuration value is missing or malformed."""
+    """A configuration value or a call argument is missing or malformed."""
 
 
 class TemplateError(LLMKitError):
@@ -81,7 +87,9 @@ class ReplayMissError(CacheError):
 class CallError(LLMKitError):
     """A request to a model API failed.
 
-    ``status`` is the HTTP status (None for transport failures), ``code`` the API's error code.
+    ``status`` is the HTTP status (None for transport failures), ``code`` the API's error code,
+    ``retry_after`` the wait the server asked for, ``attempts`` how many attempts were made and
+    ``partial`` whether part of a streamed answer had already been passed to ``on_delta``.
     """
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
@@ -90,6 +98,23 @@ class CallError(LLMKitError):
         self.status = status
         self.code = code
         self.retry_after = retry_after
+        self.attempts = 1
+        self.partial = False
+
+    @property
+    def retryable(self) -> bool:
+        """Whether sending the same request again may succeed: the one place this is decided.
+
+        Transport failures, 408/409/5xx, malformed answers and 429s are retried, except a 429
+        saying the quota is spent and a stream that already showed part of its answer (a retry
+        would show it twice).
+        """
+        return (isinstance(self, NonTerminalError) and not self.partial
+                and self.code != "insufficient_quota")
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text if self.attempts <= 1 else f"{text} (gave up after {self.attempts} attempts)"
 
 
 class InvalidRequestError(CallError):
@@ -101,15 +126,11 @@ class AuthenticationError(InvalidRequestError):
 
 
 class ContextLengthError(InvalidRequestError):
-    """The prompt plus ``max_tokens`` does not fit the model's context window."""
+    """The prompt does not fit the model's input limit, or the output limit asked for is too big."""
 
 
 class NonTerminalError(CallError):
-    """A failure that may pass if the request is sent again (``retryable`` says whether llmkit will)."""
-
-    def __init__(self, message: str, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retryable = True
+    """A failure that may pass if the request is sent again (`CallError.retryable` says whether)."""
 
 
 class TransportError(NonTerminalError):
@@ -119,23 +140,6 @@ class TransportError(NonTerminalError):
 class RateLimitError(NonTerminalError):
     """429. Retried, unless the code says the quota is spent (``insufficient_quota``)."""
 
-    def __init__(self, message: str, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retryable = self.code != "insufficient_quota"
-
 
 class ServerError(NonTerminalError):
-    """408, 409 or 5xx from the server, or an answer that is not valid JSON."""
-
-
-class AttemptsExhaustedError(NonTerminalError):
-    """Every attempt failed; ``attempts`` says how many, ``last_error`` the last failure."""
-
-    def __init__(self, attempts: int, last_error: CallError) -> None:
-        super().__init__(
-            f"gave up after {attempts} attempt(s); last failure: "
-            f"{type(last_error).__name__}: {last_error}",
-            status=last_error.status, code=last_error.code,
-        )
-        self.attempts = attempts
-        self.last_error = last_error
+    """408, 409 or 5xx from the server, or an answer that is not a valid answer."""

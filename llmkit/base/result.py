@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import hooks
+
 __all__ = ["Completion", "Result"]
 
 
@@ -84,5 +86,4 @@ class Result(str):
         return self.completion.model
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from ..notebook.display import mimebundle
-        return mimebundle(self)
+        return hooks.mimebundle(self)

@@ -58,11 +58,15 @@ class Template:
                 raise TemplateError(f"template file {spec!r} not found; searched: "
                                     f"{', '.join(str(f) for f in searched)}")
         self.name = str(self.path.name) if self.path else "<inline>"
-        from jinja2 import TemplateSyntaxError, meta
+        from jinja2 import TemplateSyntaxError, meta, nodes
         env = _environment()
         try:
             self._compiled = env.from_string(self.source)
-            self.variables = frozenset(meta.find_undeclared_variables(env.parse(self.source)))
+            tree = env.parse(self.source)
+            undeclared = meta.find_undeclared_variables(tree)
+            # In the order they first appear (the playground shows fields in this order).
+            self.variables: tuple[str, ...] = tuple(dict.fromkeys(
+                n.name for n in tree.find_all(nodes.Name) if n.name in undeclared))
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template {self.label}: line {exc.lineno}: {exc.message}") from None
 

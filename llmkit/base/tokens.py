@@ -12,8 +12,8 @@ import contextlib
 import gzip
 import hashlib
 import importlib.util
+import json
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ContextLengthError
+from .models import model_info
 
 if TYPE_CHECKING:
     import tiktoken
 
 __all__ = [
     "check_context",
-    "context_window",
     "count_text",
     "count_tokens",
     "encoding_name_for",
@@ -47,19 +47,6 @@ _SHA256 = {
 _ENCODING_NAMES = frozenset(
     {"o200k_base", "o200k_harmony", "cl100k_base", "p50k_base", "p50k_edit", "r50k_base", "gpt2"}
 )
-# First match wins; the lookahead stops "gpt-4" from matching "gpt-4o" or "gpt-4.1".
-_MODEL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?:chatgpt-4o|gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o[134])(?![0-9a-z])"), "o200k_base"),
-    (re.compile(r"(?:gpt-4|gpt-3\.5)(?![0-9a-z.])"), "cl100k_base"),
-    (re.compile(r"text-embedding-(?:3-|ada-002)"), "cl100k_base"),
-)
-_CONTEXT_WINDOWS: dict[str, int] = {
-    "gpt-4o": 128_000, "gpt-4o-mini": 128_000, "chatgpt-4o": 128_000,
-    "gpt-4.1": 1_047_576, "gpt-4.5": 128_000, "gpt-5": 400_000,
-    "o1": 200_000, "o1-mini": 128_000, "o1-preview": 128_000, "o3": 200_000, "o4-mini": 200_000,
-    "gpt-4-turbo": 128_000, "gpt-4-1106-preview": 128_000, "gpt-4-0125-preview": 128_000,
-    "gpt-4": 8_192, "gpt-4-32k": 32_768, "gpt-3.5-turbo": 16_385,
-}
 _TOKENS_PER_MESSAGE = 3  # <|start|>{role}<|message|> ... <|end|>
 _TOKENS_PER_NAME = 1
 _REPLY_PRIMING = 3  # every reply is primed with <|start|>assistant<|message|>
@@ -67,16 +54,6 @@ _REPLY_PRIMING = 3  # every reply is primed with <|start|>assistant<|message|>
 _lock = threading.Lock()
 _encodings: dict[str, tiktoken.Encoding] = {}
 _warned: set[str] = set()
-
-
-def _normalize(model: str) -> str:
-    """Drop provider and ft: parts: ``"azure/gpt-35-turbo"`` → ``"gpt-3.5-turbo"``."""
-    name = model.strip().lower().rsplit("/", 1)[-1]
-    if name.startswith("ft:"):
-        name = name[3:].split(":", 1)[0]
-    if name.startswith("gpt-35"):  # Azure spelling
-        name = "gpt-3.5" + name[6:]
-    return name
 
 
 def _user_stacklevel() -> int:
@@ -90,25 +67,20 @@ def _user_stacklevel() -> int:
 def encoding_name_for(model: str, *, warn: bool = True) -> str:
     """Name of the tiktoken encoding of ``model`` (an encoding name is returned as is).
 
-    Unknown models fall back to ``o200k_base`` with a warning (once per model name, and only
-    with ``warn=True``).
+    Read from the model table (`llmkit.base.models`). Unknown models fall back to ``o200k_base``
+    with a warning (once per model name, and only with ``warn=True``).
     """
-    if model in _ENCODING_NAMES:
-        return model
-    name = _normalize(model)
-    for pattern, encoding in _MODEL_PATTERNS:
-        if pattern.match(name):
-            return encoding
-    if warn and model not in _warned:
+    info = model_info(model)
+    if warn and not info.known and model not in _ENCODING_NAMES and model not in _warned:
         _warned.add(model)
         warnings.warn(
-            f"llmkit.tokens: unknown model {model!r}, counting tokens with {DEFAULT_ENCODING}. "
+            f"llmkit.tokens: unknown model {model!r}, counting tokens with {info.encoding}. "
             f"To avoid this warning pass a known OpenAI model name or an encoding name "
             f"(e.g. 'o200k_base' or 'cl100k_base') as the model.",
             UserWarning,
             stacklevel=_user_stacklevel(),
         )
-    return DEFAULT_ENCODING
+    return info.encoding
 
 
 def _tiktoken_cache_dir() -> str | None:
@@ -241,34 +213,33 @@ def count_tokens(messages: Iterable[Mapping[str, Any]], model: str) -> int:
     return total
 
 
-def context_window(model: str) -> int | None:
-    """Context window (tokens) of ``model``, or None if it is not in the table."""
-    name = _normalize(model)
-    for key in sorted(_CONTEXT_WINDOWS, key=len, reverse=True):
-        if name.startswith(key) and not name[len(key):len(key) + 1].isalnum():
-            return _CONTEXT_WINDOWS[key]
-    return None
-
-
 def check_context(
     messages: Iterable[Mapping[str, Any]],
     model: str,
     max_tokens: int | None = None,
-    *,
-    context: int | None = None,
-) -> int:
-    """Return the prompt's token count; raise ``ContextLengthError`` if it cannot fit.
+) -> int | None:
+    """Raise `ContextLengthError` if the prompt is over ``model``'s input limit or ``max_tokens``
+    over its output limit (from the model table); return the prompt's token count if it was counted.
 
-    ``context`` overrides the table of ``context_window``; with no known window nothing is checked.
+    A prompt whose bytes fit the input limit is not tokenized (every token covers at least a byte).
+    Models without known limits are not checked.
     """
-    prompt = count_tokens(messages, model)
-    window = context if context is not None else context_window(model)
-    needed = prompt + (max_tokens or 0)
-    if window is not None and needed > window:
+    info = model_info(model)
+    if info.max_output_tokens and max_tokens and max_tokens > info.max_output_tokens:
         raise ContextLengthError(
-            f"the prompt is {prompt} tokens and max_tokens is {max_tokens or 0}: "
-            f"{needed} tokens do not fit the {window}-token context window of {model!r}. "
-            f"Shorten the prompt (fewer or shorter messages) or lower max_tokens.",
-            code="context_length_exceeded",
-        )
+            f"max_tokens={max_tokens} is more than {model!r} can write ({info.max_output_tokens:,} "
+            f"output tokens); lower max_tokens", code="context_length_exceeded")
+    limit = info.max_input_tokens
+    if not limit:
+        return None
+    messages = list(messages)
+    upper = _REPLY_PRIMING + sum(
+        _TOKENS_PER_MESSAGE + 1 + len(json.dumps(m, ensure_ascii=False).encode()) for m in messages)
+    if upper <= limit:
+        return None
+    prompt = count_tokens(messages, info.encoding)
+    if prompt > limit:
+        raise ContextLengthError(
+            f"the prompt is {prompt:,} tokens, more than the {limit:,} input tokens {model!r} "
+            f"accepts; shorten the prompt (fewer or shorter messages)", code="context_length_exceeded")
     return prompt

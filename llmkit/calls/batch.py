@@ -19,17 +19,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..base import config
+from ..base import config, hooks
 from ..base.errors import ConfigError
 from ..base.result import Result
-from ..notebook.progress import Progress
 
 if TYPE_CHECKING:
     import concurrent.futures as cf
 
-    from .llmcall import LLMCall
+
+class Runnable(Protocol):
+    """What a batch runs once per row: `LLMCall.run` (no state written on the object)."""
+
+    def run(self, variables: Mapping[str, Any] | None = None, /) -> Result: ...
 
 __all__ = ["FailedRow", "arun_batch", "run_batch"]
 
@@ -54,11 +57,10 @@ class FailedRow:
 
 
 class _Batch:
-    """Rows checked up front, the client chosen once, and one row's work (run in a thread)."""
+    """Rows checked up front, and one row's work (run in a thread)."""
 
-    def __init__(self, call: LLMCall, rows: Iterable[Mapping[str, Any]], max_concurrency: int | None,
+    def __init__(self, call: Runnable, rows: Iterable[Mapping[str, Any]], max_concurrency: int | None,
                  options: Mapping[str, Any]) -> None:
-        from ..clients.registry import client as active_client
         unknown = set(options) - set(OPTIONS)
         if unknown:
             raise ConfigError(f"map: unknown option(s) {', '.join(sorted(unknown))}; "
@@ -76,16 +78,15 @@ class _Batch:
                         config.parse_value("max_concurrency", max_concurrency,
                                            "map(max_concurrency=...)"))
         self.call = call
-        self.client = call.client or active_client()
-        self.progress = Progress(len(self.rows), enabled=bool(options.get("progress", True)))
+        self.progress = hooks.notebook("progress").Progress(
+            len(self.rows), enabled=bool(options.get("progress", True)))
         self.results: list[Result | FailedRow | None] = [None] * len(self.rows)
 
     def row(self, index: int) -> Result | FailedRow:
-        """Render and send one row. Its own messages: the LLMCall's state is not touched."""
+        """Render and send one row (`LLMCall.run`: the LLMCall's state is not touched)."""
         variables = self.rows[index]
         try:
-            messages = self.call.render(**variables)
-            return Result(self.client.complete(messages, **self.call.model_params))
+            return self.call.run(variables)
         except Exception as error:  # every failure belongs to its row
             return FailedRow(index, dict(variables), error)
 
@@ -103,7 +104,7 @@ class _Batch:
         return self.results
 
 
-def run_batch(call: LLMCall, rows: Iterable[Mapping[str, Any]], *, max_concurrency: int | None = None,
+def run_batch(call: Runnable, rows: Iterable[Mapping[str, Any]], *, max_concurrency: int | None = None,
               **options: Any) -> list[Any]:
     """Run ``call`` once per row on up to ``max_concurrency`` threads (default: MAX_CONCURRENCY).
 
@@ -130,7 +131,7 @@ def run_batch(call: LLMCall, rows: Iterable[Mapping[str, Any]], *, max_concurren
     return batch.finished()
 
 
-async def arun_batch(call: LLMCall, rows: Iterable[Mapping[str, Any]], *,
+async def arun_batch(call: Runnable, rows: Iterable[Mapping[str, Any]], *,
                      max_concurrency: int | None = None, **options: Any) -> list[Any]:
     """`run_batch` for asyncio code: rows run on threads, the event loop is never blocked.
 

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from ..base import config, hooks
 from ..base.config import SECRET_NAME
+from ..base.errors import ConfigError
 from ..base.result import Completion, Result
 from ..base.templates import Template
+from ..clients import registry
 
 __all__ = ["LLMCall"]
+
+
+@dataclass(frozen=True)
+class _Exchange:
+    """The last call's messages and completion, swapped in as one object (never half-updated)."""
+
+    messages: list[dict[str, Any]]
+    completion: Completion
 
 
 class LLMCall:
@@ -18,6 +30,10 @@ class LLMCall:
     Each template is the name of a file on the template path or an inline Jinja2 string.
     ``model_params`` are `OpenAIClient.send_message` arguments (``model``, ``temperature``, ...);
     ``client`` picks a client other than the active one.
+
+    `run` renders and sends without touching the object, so one `LLMCall` serves many threads;
+    `call` is `run` plus remembering the last exchange (``messages``, ``completion``,
+    ``model_output`` always belong to the same call).
 
     >>> call = LLMCall("You are terse.", "Capital of {{ country }}?", temperature=0)
     >>> call.call(country="France")  # doctest: +SKIP
@@ -30,17 +46,15 @@ class LLMCall:
         self.user_template = Template(user_template_name) if user_template_name else None
         self.client = client
         self.model_params = model_params
-        self.messages: list[dict[str, Any]] = []
-        self.model_output: dict[str, Any] | None = None
-        self.completion: Completion | None = None
+        self._last: _Exchange | None = None
 
     @property
     def variables(self) -> list[str]:
-        """Names of the variables the templates use, sorted."""
-        found = set(self.system_template.variables)
+        """Names of the variables the templates use, in the order they first appear."""
+        found = list(self.system_template.variables)
         if self.user_template:
-            found |= self.user_template.variables
-        return sorted(found)
+            found += [v for v in self.user_template.variables if v not in found]
+        return found
 
     def render(self, **variables: Any) -> list[dict[str, Any]]:
         """The chat messages for these variables."""
@@ -49,22 +63,38 @@ class LLMCall:
             messages.append({"role": "user", "content": self.user_template.render(**variables)})
         return messages
 
+    def run(self, variables: Mapping[str, Any] | None = None, /, *, stream: bool = False,
+            on_delta: Callable[[str], None] | None = None, cache: bool | None = None,
+            **options: Any) -> Result:
+        """Render with ``variables`` and send; the `LLMCall` is left as it was.
+
+        ``options`` are model parameters for this run only, over ``model_params``.
+        """
+        if variables is not None and not isinstance(variables, Mapping):
+            raise ConfigError(f"run: variables must be a dict of template variables, got a "
+                              f"{type(variables).__name__}")
+        messages = self.render(**(variables or {}))
+        settings = config.resolve()
+        client = self.client or registry.client_for(settings)
+        prepared = client.prepare(messages, stream=stream, cache=cache, settings=settings,
+                                  **{**self.model_params, **options})
+        return Result(client.execute(prepared, on_delta))
+
     def call(self, *, stream: bool = False, on_delta: Callable[[str], None] | None = None,
              cache: bool | None = None, **variables: Any) -> Result:
-        """Render, send, and return the output text (a `Result`: a str with usage and latency)."""
-        from ..clients.registry import client as active_client
-        self.messages = self.render(**variables)
-        chosen = self.client or active_client()
-        self.completion = chosen.complete(self.messages, stream=stream, on_delta=on_delta,
-                                          cache=cache, **self.model_params)
-        self.model_output = self.completion.message
-        return Result(self.completion)
+        """Render, send, and return the output text (a `Result`: a str with usage and latency).
+
+        The exchange is remembered (``messages``, ``completion``, ``model_output``).
+        """
+        result = self.run(variables, stream=stream, on_delta=on_delta, cache=cache)
+        self._last = _Exchange(result.completion.messages, result.completion)
+        return result
 
     def map(self, rows: Iterable[Mapping[str, Any]], *, max_concurrency: int | None = None,
             **options: Any) -> list[Any]:
         """Run the call once per row of template variables, concurrently, within rate limits.
 
-        Results come back in input order; see `llmkit.batch.run_batch`.
+        Results come back in input order; see `llmkit.calls.batch.run_batch`.
         """
         from .batch import run_batch
         return run_batch(self, rows, max_concurrency=max_concurrency, **options)
@@ -75,27 +105,43 @@ class LLMCall:
         from .batch import arun_batch
         return await arun_batch(self, rows, max_concurrency=max_concurrency, **options)
 
-    def playground(self) -> Any:
+    def playground(self, **variables: Any) -> Any:
         """An interactive widget to edit the templates, set variables and compare runs."""
-        from ..notebook.playground import Playground
-        return Playground(self)
+        return hooks.notebook("playground").Playground(self, **variables)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from ..notebook.display import mimebundle
-        return mimebundle(self)
+        return hooks.mimebundle(self)
 
-    # Read-only views of the last call.
+    # Read-only views of the last `call`.
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        last = self._last
+        return list(last.messages) if last else []
+
+    @property
+    def completion(self) -> Completion | None:
+        last = self._last
+        return last.completion if last else None
+
+    @property
+    def model_output(self) -> dict[str, Any] | None:
+        last = self._last
+        return last.completion.message if last else None
+
     @property
     def usage(self) -> dict[str, int] | None:
-        return self.completion.usage if self.completion else None
+        last = self._last
+        return last.completion.usage if last else None
 
     @property
     def latency(self) -> float | None:
-        return self.completion.latency if self.completion else None
+        last = self._last
+        return last.completion.latency if last else None
 
     @property
     def cached(self) -> bool | None:
-        return self.completion.cached if self.completion else None
+        last = self._last
+        return last.completion.cached if last else None
 
     def __repr__(self) -> str:
         user = f", user={self.user_template.label}" if self.user_template else ""

@@ -23,10 +23,8 @@ class CompatibleClient(OpenAIClient):
 
     api_type = "compatible"
 
-    def settings(self) -> config.Settings:
-        s = dict(super().settings())
-        s["api_key"] = self._overrides.get("api_key")
-        return config.Settings(s)
+    def settings(self, base: config.Settings | None = None) -> config.Settings:
+        return super().settings(base).with_values({"api_key": self._overrides.get("api_key")})
 
     def endpoint(self, settings: Mapping[str, Any]) -> str:
         url = settings.get("base_url")

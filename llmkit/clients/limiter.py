@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..base.errors import CallError, RateLimitError
+from ..base.errors import RateLimitError
+from .prepare import Prepared
 
 __all__ = ["Gate", "RateLimiter", "estimate_tokens", "limiter_for"]
 
@@ -97,19 +98,19 @@ def limiter_for(api_type: str, endpoint: str) -> RateLimiter:
 
 def estimate_tokens(request: Mapping[str, Any]) -> int:
     """Tokens a chat request may use: its prompt (token counter) plus its answer limit."""
+    from ..base.models import model_info
     from ..base.tokens import count_tokens
     limit = request.get("max_tokens") or request.get("max_completion_tokens") or 0
-    return count_tokens(request["messages"], str(request["model"])) + int(limit)
+    return count_tokens(request["messages"], model_info(str(request["model"])).encoding) + int(limit)
 
 
 class Gate:
     """One chat request's passage through its endpoint's limiter (see `OpenAIClient.complete`)."""
 
-    def __init__(self, api_type: str, endpoint: str, settings: Mapping[str, Any],
-                 request: Mapping[str, Any]) -> None:
-        self.limiter = limiter_for(api_type, endpoint)
-        self.rpm, self.tpm = settings.get("rpm"), settings.get("tpm")
-        self.tokens = estimate_tokens(request) if self.tpm else 0
+    def __init__(self, prepared: Prepared) -> None:
+        self.limiter = limiter_for(prepared.api_type, prepared.endpoint)
+        self.rpm, self.tpm = prepared.rpm, prepared.tpm
+        self.tokens = estimate_tokens(prepared.request) if self.tpm else 0
         self.reserved = 0
 
     def acquire(self) -> None:
@@ -117,7 +118,7 @@ class Gate:
         self.limiter.acquire(self.tokens, rpm=self.rpm, tpm=self.tpm)
         self.reserved += self.tokens
 
-    def failed(self, error: CallError) -> None:
+    def failed(self, error: BaseException) -> None:
         """A failed attempt: a retryable 429 pauses and slows down every request to the endpoint."""
         if isinstance(error, RateLimitError) and error.retryable:
             self.limiter.rate_limited(error.retry_after)

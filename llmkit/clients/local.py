@@ -199,12 +199,12 @@ class LocalClient(OpenAIClient):
 
     api_type = "local"
 
-    def settings(self) -> config.Settings:
-        s = dict(super().settings())
-        s["model"] = self._overrides.get("model") or _alias(s["local_model"])
-        s["embedding_model"] = self._overrides.get("embedding_model") or s["model"]
-        s["api_key"] = s["azure_api_key"] = s["base_url"] = None  # nothing configured for OpenAI
-        return config.Settings(s)
+    def settings(self, base: config.Settings | None = None) -> config.Settings:
+        s = super().settings(base)
+        model = self._overrides.get("model") or _alias(s["local_model"])
+        return s.with_values({  # nothing configured for OpenAI applies here
+            "model": model, "embedding_model": self._overrides.get("embedding_model") or model,
+            "api_key": None, "azure_api_key": None, "base_url": None})
 
     def endpoint(self, settings: Mapping[str, Any]) -> str:
         """``local:<model file>``: stable across restarts (the port is not), so the cache hits."""

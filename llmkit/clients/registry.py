@@ -11,6 +11,7 @@ from .openai_client import OpenAIClient
 
 __all__ = [
     "client",
+    "client_for",
     "force_api_cache",
     "force_api_type",
     "force_default_value",
@@ -73,13 +74,25 @@ def _lookup(api_type: str) -> OpenAIClient:
 
 def client(api_type: str | None = None) -> OpenAIClient:
     """The active client: the forced api type, else the configured ``API_TYPE``."""
-    chosen = api_type or _forced_api_type or config.resolve().api_type or "openai"
-    return _lookup(chosen)
+    if api_type is not None:
+        return _lookup(api_type)
+    return client_for(config.resolve())
+
+
+def client_for(settings: config.Settings) -> OpenAIClient:
+    """The active client for configuration already read (one read per call)."""
+    chosen = _forced_api_type or settings["api_type"] or "openai"
+    found = _clients.get(chosen)  # the common case, without the lock
+    return found if found is not None else _lookup(chosen)
 
 
 def force_api_type(api_type: str | None) -> None:
     """Make ``api_type`` the active one for this process; ``None`` restores the configured one."""
     global _forced_api_type
+    if api_type is not None and not isinstance(api_type, str):
+        raise ConfigError(f"force_api_type: api_type must be a name such as 'openai' or 'local' "
+                          f"(or None), got {type(api_type).__name__}; registered: "
+                          f"{', '.join(registered())}")
     if api_type is not None:
         _lookup(api_type)  # fails now, listing the registered ones, if unknown
         api_type = api_type.strip().lower()

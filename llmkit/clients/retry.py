@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ..base.errors import AttemptsExhaustedError, CallError, NonTerminalError
+from ..base.errors import CallError
 
 __all__ = ["RetryPolicy", "retry_after_seconds"]
 
@@ -38,18 +38,18 @@ class RetryPolicy:
         return wait / 2 + random.uniform(0, wait / 2)
 
     def run(self, attempt: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
-        """Call ``attempt`` until it succeeds, a terminal error occurs, or attempts run out."""
-        for failures in range(1, self.max_attempts + 1):
+        """Call ``attempt`` until it succeeds, a failure that is not retryable occurs, or attempts
+        run out; then the last failure is raised as it is, with ``attempts`` set."""
+        failures = 0
+        while True:
             try:
                 return attempt()
-            except NonTerminalError as exc:
-                if not exc.retryable:
+            except CallError as exc:
+                failures += 1
+                exc.attempts = failures
+                if not exc.retryable or failures >= self.max_attempts:
                     raise
-                last: CallError = exc
-                if failures == self.max_attempts:
-                    break
                 sleep(self.delay(failures, exc.retry_after))
-        raise AttemptsExhaustedError(self.max_attempts, last) from last
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:

@@ -1,8 +1,7 @@
 """Rich displays of an `LLMCall`, a `Result` or a `Completion`: text/plain, text/html, text/markdown.
 
-Pure Python: IPython and ipywidgets are imported only by `mimebundle` inside a live Jupyter kernel,
-where it adds the `llmkit.widgets.CallView` widget in front of the text fallbacks (which nbconvert,
-GitHub and terminals show).
+Pure Python and static (no widget), so a saved notebook shows the same output after it is closed
+and reopened, in nbconvert and on GitHub.
 
 Safety: every piece of user or model text placed into HTML is escaped. The answer is rendered as
 Markdown by markdown-it-py in CommonMark mode with raw HTML off (it shows as text) and images off
@@ -23,13 +22,16 @@ from typing import Any
 
 from ..base import config
 from ..base.errors import LLMKitError
-from ..base.pricing import estimate_cost, format_cost
+from ..base.models import cost as model_cost
 from ..base.result import Completion
+from ..calls.llmcall import LLMCall
+from ..clients import boundary, registry
 
 __all__ = [
     "COLLAPSE_AT",
     "CallSummary",
     "MessageView",
+    "format_cost",
     "header_html",
     "in_kernel",
     "markdown_html",
@@ -81,7 +83,6 @@ class CallSummary:
 def summarize(obj: Any) -> CallSummary:
     """The `CallSummary` of an `LLMCall`, a `Result` or a `Completion`."""
     from ..base.result import Result
-    from ..calls.llmcall import LLMCall
     scrub = _scrubber(obj)
     if isinstance(obj, Result):
         return _from_completion("Result", obj.completion, scrub)
@@ -111,7 +112,7 @@ def _from_completion(title: str, completion: Completion, scrub: Scrub) -> CallSu
                 for m in completion.messages]
     params = {k: v for k, v in completion.request.items() if k not in ("messages", "model")}
     usage = completion.usage if completion.response.get("usage") else None  # some servers omit it
-    cost = estimate_cost(model, usage["prompt_tokens"], usage["completion_tokens"]) if usage else None
+    cost = model_cost(model, completion.response.get("usage")) if usage else None
     return CallSummary(title, scrub(model), _shown_params(params, scrub), messages, [],
                        scrub(_message_text(completion.message)), usage, completion.latency,
                        completion.cached, cost, completion.finish_reason)
@@ -133,8 +134,9 @@ def _message_text(message: Mapping[str, Any]) -> str:
 
 def _tokens(message: Mapping[str, Any], model: str) -> int:
     """Prompt tokens of one message (without the reply priming, so they add up to the prompt)."""
-    from ..base.tokens import count_tokens, encoding_name_for
-    encoding = encoding_name_for(model, warn=False)  # a local model's name is unknown: no warning
+    from ..base.models import model_info
+    from ..base.tokens import count_tokens
+    encoding = model_info(model).encoding  # a local model's name is unknown: o200k, no warning
     return count_tokens([message], encoding) - count_tokens([], encoding)
 
 
@@ -148,38 +150,32 @@ def _shown_params(params: Mapping[str, Any], scrub: Scrub) -> dict[str, str]:
 
 def _default_model(call: Any) -> str:
     try:
-        from ..clients.registry import client as active_client
-        settings = (call.client or active_client()).settings()
+        settings = (call.client or registry.client()).settings()
         return f"{settings['model']} (default)"
     except (LLMKitError, AttributeError, KeyError):
         return "(default model)"
 
 
-def _settings() -> Mapping[str, Any]:
-    from ..base.config import resolve
-    return resolve()
-
-
 def _scrubber(obj: Any) -> Scrub:
     """A function that replaces every configured API key (and the object's client's) by <hidden>."""
-    from ..base.config import SECRET_KEYS
     secrets: set[str] = set()
-    sources: list[Any] = [_settings]
+    sources: list[Any] = [config.resolve]
     if getattr(obj, "client", None) is not None and hasattr(obj.client, "settings"):
         sources.append(obj.client.settings)
     for source in sources:
         try:
-            values = source()
+            secrets.update(source().secrets())
         except LLMKitError:  # a broken configuration made no call; its keys were never used
             continue
-        secrets |= {str(values[k]) for k in SECRET_KEYS if values.get(k)}
     found = sorted((s for s in secrets if len(s) >= _MIN_SECRET), key=len, reverse=True)
+    return lambda text: boundary.scrub(text, found)
 
-    def scrub(text: str) -> str:
-        for secret in found:
-            text = text.replace(secret, _HIDDEN)
-        return text
-    return scrub
+
+def format_cost(cost: float | None) -> str:
+    """``"$0.000150"``-style text, or ``"n/a"`` for an unknown price."""
+    if cost is None:
+        return "n/a"
+    return f"${cost:.2f}" if cost >= 1 else f"${cost:.6f}"
 
 
 # -- Markdown -------------------------------------------------------------------------------------
@@ -345,15 +341,12 @@ def in_kernel() -> bool:
 
 
 def mimebundle(obj: Any) -> dict[str, Any]:
-    """text/plain, text/html and text/markdown of ``obj``; in a live kernel with ipywidgets, the
-    `CallView` widget's view too (JupyterLab shows the widget, other front ends the HTML)."""
+    """text/plain, text/html and text/markdown of ``obj``.
+
+    Static on purpose, never a widget: a widget view whose kernel is gone (a saved notebook
+    reopened, nbconvert, GitHub) shows "Error displaying widget" instead of falling back to the
+    HTML beside it, so a result must read the same live and tomorrow.
+    """
     summary = summarize(obj)
-    bundle: dict[str, Any] = {"text/plain": to_text(summary), "text/html": to_html(summary),
-                              "text/markdown": to_markdown(summary)}
-    if in_kernel():
-        try:
-            from .widgets import CallView
-        except ImportError:  # ipywidgets not installed: the HTML is the display
-            return bundle
-        bundle = {**CallView(summary)._repr_mimebundle_(), **bundle}
-    return bundle
+    return {"text/plain": to_text(summary), "text/html": to_html(summary),
+            "text/markdown": to_markdown(summary)}

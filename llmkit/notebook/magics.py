@@ -30,7 +30,7 @@ from ..base.errors import CacheError, ConfigError, LLMKitError, MissingVariableE
 from ..base.result import Result
 from ..calls.llmcall import LLMCall
 from ..clients import registry
-from ..clients.openai_client import open_cache
+from ..clients.store import open_cache
 from .display import markdown_html
 
 if TYPE_CHECKING:
@@ -105,6 +105,12 @@ class _Live:
             self.handle.update(self.bundle(), raw=True)
 
 
+def _by_kind(counts: dict[str, int]) -> str:
+    """`` (chat: 3, embedding: 6)``: the kinds present, for ``%llm_cache``; empty if none."""
+    present = [f"{kind}: {count}" for kind, count in counts.items() if count]
+    return f" ({', '.join(present)})" if present else ""
+
+
 class _ApiTable:
     """The registered api types: active or not, credentials configured or not (never shown)."""
 
@@ -174,12 +180,9 @@ class LLMMagics(Magics):
                            **{k: v for k, v in params.items() if v is not None})
             ns = self.shell.user_ns
             variables = {name: ns[name] for name in call.variables if name in ns}
-            if clash := sorted({"stream", "on_delta", "cache"} & set(variables)):
-                raise TemplateError(f"the prompt uses {{{{ {clash[0]} }}}}, a name LLMCall.call keeps "
-                                    f"for itself; rename the variable {clash[0]!r}")
             live = _Live(fmt, self.stream_interval) if stream else None
-            result = call.call(stream=stream, on_delta=live, cache=False if args.no_cache else None,
-                               **variables)
+            result = call.run(variables, stream=stream, on_delta=live,
+                              cache=False if args.no_cache else None)
         ns["_llm"] = result
         if args.out:
             ns[args.out] = result
@@ -251,14 +254,16 @@ class LLMMagics(Magics):
             path = Path(args.path).expanduser() if args.path else None
             if args.action == "stats":
                 s = store.stats()
-                print(f"entries: {s['entries']}  size: {s['size_bytes'] / 1024:.1f} KiB  "
-                      f"hits: {s['hits']}  misses: {s['misses']}  folder: {s['directory']}")
+                print(f"entries: {s['entries']}{_by_kind(s['kinds'])}  size: "
+                      f"{s['size_bytes'] / 1024:.1f} KiB  hits: {s['hits']}  misses: {s['misses']}  "
+                      f"folder: {s['directory']}")
             elif args.action == "clear":
                 count = len(store)
                 store.clear()
                 print(f"cleared {count} entries from {store.directory}")
             elif args.action == "export" and path:
-                print(f"exported {store.export_jsonl(path)} entries to {path}")
+                kinds = store.export_jsonl(path)
+                print(f"exported {sum(kinds.values())} entries{_by_kind(kinds)} to {path}")
             elif path:
                 print(f"imported {store.import_jsonl(path)} entries from {path}")
 

@@ -16,18 +16,16 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..base.errors import LLMKitError, MissingVariableError, TemplateError
+from ..base.models import chat_models, model_info
 from ..base.result import Result
 from ..base.templates import Template
 from ..calls.llmcall import LLMCall
-from ..clients.openai_client import REASONING_PREFIXES
+from ..clients import registry
 from . import display
 from .widgets import CallView
 
-__all__ = ["MODELS", "Playground", "PlaygroundRun", "playground"]
+__all__ = ["Playground", "PlaygroundRun", "playground"]
 
-MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1", "gpt-5-mini", "o4-mini")
-"""Offered in the model dropdown after the call's model and the default; any name can be typed."""
-_RESERVED = frozenset({"stream", "on_delta", "cache"})  # keyword arguments of LLMCall.call
 _SHOWN_PARAMS = ("temperature", "max_tokens", "max_completion_tokens")
 _LABEL = {"description_width": "90px"}
 
@@ -76,7 +74,7 @@ class Playground(widgets.VBox):
                                        rows=3, **area)
         self.user = widgets.Textarea(user, description="user", rows=4, **area)
         self.variables_box = widgets.VBox().add_class("llmkit-variables")
-        options = list(dict.fromkeys(m for m in (model, self._default_model, *MODELS) if m))
+        options = list(dict.fromkeys(m for m in (model, self._default_model, *chat_models()) if m))
         self.model = widgets.Combobox(value=model, options=options, description="model",
                                       ensure_option=False, placeholder="model name", style=_LABEL)
         self.temperature = widgets.FloatSlider(1.0 if temperature is None else float(temperature),
@@ -112,32 +110,31 @@ class Playground(widgets.VBox):
             self.fields[name].value = str(value)
 
     def _settings(self) -> dict[str, Any]:
-        from ..clients.registry import client as active_client
         try:
-            return dict((self.call.client or active_client()).settings())
+            return dict((self.call.client or registry.client()).settings())
         except LLMKitError:  # a broken configuration: runs will say what is wrong
             return {}
 
     def _refresh_variables(self, change: Any = None) -> None:
         """One field per variable of the templates as they are now (values are kept)."""
         try:
-            names = set(Template(self.system.value).variables)
+            names = list(Template(self.system.value).variables)  # in the order they appear
             if self.user.value.strip():
-                names |= Template(self.user.value).variables
+                names += [n for n in Template(self.user.value).variables if n not in names]
         except LLMKitError as exc:  # mid-edit syntax error: keep the fields, say what is wrong
             self._show_error(exc)
             return
         self._show_error(None)
-        for name in names - self.fields.keys():
+        for name in [n for n in names if n not in self.fields]:
             self.fields[name] = widgets.Text(description=name, placeholder=f"value of {name}",
                                              layout=widgets.Layout(width="100%"), style=_LABEL)
-        self.variables_box.children = [self.fields[name] for name in sorted(names)]
+        self.variables_box.children = [self.fields[name] for name in names]
 
     def _model(self) -> str:
         return self.model.value.strip() or self._default_model
 
     def _model_changed(self, change: Any = None) -> None:
-        reasoning = self._model().startswith(REASONING_PREFIXES)
+        reasoning = model_info(self._model()).reasoning
         self.temperature.disabled = reasoning
         self.temperature.tooltip = "reasoning models take no temperature" if reasoning else ""
 
@@ -159,16 +156,13 @@ class Playground(widgets.VBox):
         try:
             call = LLMCall(self.system.value, self.user.value if self.user.value.strip() else None,
                            client=self.call.client, **self._request_params())
-            if clash := sorted(_RESERVED & set(call.variables)):
-                raise TemplateError(f"the templates use {{{{ {clash[0]} }}}}, a name LLMCall.call "
-                                    f"keeps for itself; rename that variable")
             given = {name: self.fields[name].value for name in call.variables
                      if name in self.fields and self.fields[name].value}
             if self.stream.value:  # the answer fills in as it arrives, until it joins the history
                 self.view.update(call)
                 self.view.layout.display = None
-            result = call.call(stream=self.stream.value,
-                               on_delta=self.view.append if self.stream.value else None, **given)
+            result = call.run(given, stream=self.stream.value,
+                              on_delta=self.view.append if self.stream.value else None)
         except Exception as exc:  # shown in the widget, which keeps working; kept in last_error
             self._show_error(exc)
             return None

@@ -11,17 +11,13 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["Progress", "in_kernel"]
+from ..base.models import cost as model_cost
+from .display import format_cost, in_kernel
+
+__all__ = ["Progress"]
 
 SHOW_EVERY = 0.2  # seconds between updates of the bar, or of the text line in place
 LOG_EVERY = 10.0  # ... when stderr is a log file or a pipe: one line each time
-
-
-def in_kernel() -> bool:
-    """True inside a Jupyter kernel (IPython is only looked at if something imported it already)."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None  # type: ignore[attr-defined]
-    return getattr(shell, "kernel", None) is not None
 
 
 class Progress:
@@ -48,7 +44,6 @@ class Progress:
 
     def add(self, outcome: Any) -> None:
         """Count one finished row."""
-        from ..base.pricing import estimate_cost
         self.done += 1
         completion = getattr(outcome, "completion", None)
         if completion is None:
@@ -60,13 +55,12 @@ class Progress:
         else:
             usage = completion.usage
             self.tokens += usage["total_tokens"]
-            cost = estimate_cost(completion.model, usage["prompt_tokens"], usage["completion_tokens"])
+            cost = model_cost(completion.model, completion.response.get("usage"))
             self.cost = None if cost is None or self.cost is None else self.cost + cost
         self.refresh()
 
     def counts(self) -> str:
         """Rows, errors, cached, tokens, cost, rate, elapsed time, and a note if stopped early."""
-        from ..base.pricing import format_cost
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         errors = f"{self.errors} error{'' if self.errors == 1 else 's'}"
         return (f"{self.done}/{self.total} rows, {errors}, {self.cached} cached, "

@@ -1,0 +1,113 @@
+"""The one error boundary: the ``openai`` SDK's calls and stream iterators, and nothing else.
+
+Only what talks to the network runs inside it, so a bug in a user's callback (``on_delta``, a
+progress hook) surfaces as itself, never as a server error. The SDK's exceptions are translated
+into llmkit's tree here and only here (`translate`); configured credentials are scrubbed from the
+message, and the SDK's exception is not chained (its text can carry a key a server echoed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from ..base.errors import (
+    AuthenticationError,
+    CallError,
+    ContextLengthError,
+    InvalidRequestError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
+from .retry import retry_after_seconds
+
+__all__ = ["call", "scrub", "stream", "translate"]
+
+T = TypeVar("T")
+HIDDEN = "<hidden>"
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret replaced by ``<hidden>`` (longest first)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, HIDDEN)
+    return text
+
+
+def call(fn: Callable[[], T], secrets: Sequence[str] = ()) -> T:
+    """Run one SDK call; its exceptions come out as llmkit's."""
+    import openai
+    try:
+        return fn()
+    except openai.OpenAIError as exc:
+        error = translate(exc, secrets)
+    raise error from None
+
+
+def stream(open_stream: Callable[[], Any],
+           secrets: Sequence[str] = ()) -> Generator[dict[str, Any], None, None]:
+    """The chunks of a streamed answer as JSON dicts; opening and reading are inside the boundary,
+    the consumer's own code (between chunks) is not. The SDK stream is closed when this closes."""
+    import openai
+    chunks = call(open_stream, secrets)
+    try:
+        iterator = iter(chunks)
+        while True:
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                return
+            except openai.OpenAIError as exc:
+                error: CallError = translate(exc, secrets)
+            except json.JSONDecodeError as exc:  # a data: line that is not JSON (read by the SDK)
+                error = ServerError(f"the server's streamed answer is malformed: {exc.msg}")
+            else:
+                yield chunk.model_dump(mode="json", exclude_unset=True)
+                continue
+            raise error from None
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def translate(exc: BaseException, secrets: Sequence[str] = ()) -> CallError:
+    """The llmkit error for an ``openai`` exception (anything else is not ours to translate)."""
+    import openai
+
+    def clean(text: str) -> str:
+        return scrub(text, secrets)
+
+    if isinstance(exc, openai.APITimeoutError):
+        return TransportError(f"the request timed out ({type(exc).__name__})")
+    if isinstance(exc, openai.APIConnectionError):
+        return TransportError(clean(f"connection failed: {exc}"))
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        body: Any = exc.body if isinstance(exc.body, Mapping) else {}
+        inner = body.get("error", body)
+        body = inner if isinstance(inner, Mapping) else body
+        code = body.get("code") or body.get("type")
+        detail = body.get("message") or exc.message
+        message = clean(f"HTTP {status}: {str(detail)[:2000]}")
+        kw: dict[str, Any] = {"status": status, "code": code if isinstance(code, str) else None,
+                              "retry_after": retry_after_seconds(exc.response.headers)}
+        if status == 429:
+            return RateLimitError(message, **kw)
+        if status in (408, 409) or status >= 500:
+            return ServerError(message, **kw)
+        if status in (401, 403):
+            return AuthenticationError(message, **kw)
+        if code == "context_length_exceeded" or body.get("type") == "exceed_context_size_error":
+            return ContextLengthError(message, **kw)
+        return InvalidRequestError(message, **kw)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return ServerError(clean(f"the server's answer is malformed: {exc}"))
+    if isinstance(exc, openai.APIError):
+        return ServerError(clean(f"API error: {exc}"))
+    if isinstance(exc, openai.OpenAIError):
+        return CallError(clean(str(exc)))
+    raise TypeError(f"translate() takes openai exceptions, not {type(exc).__name__}")

@@ -1,0 +1,142 @@
+"""`Prepared`: everything about one call, decided once, before anything is looked up or sent.
+
+Configuration is read once per call, here: the request body, where it goes, its cache key, its
+timeout and retry policy, whether the cache is used, replay and recording, rate limits. Every
+later step (cache, replay, limiter, retries, display, history) reads this immutable record and
+nothing else, so what a call used is written down in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..base import tokens
+from ..base.cache import cache_key
+from ..base.config import Settings
+from ..base.errors import ConfigError, InvalidRequestError
+from ..base.models import model_info
+from . import params as vocabulary
+from .retry import RetryPolicy
+
+__all__ = ["SAMPLING", "Prepared", "prepare_chat", "prepare_embeddings"]
+
+SAMPLING = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One call as it will be made. ``request`` is the JSON body (never a credential); ``key`` its
+    cache key, None when neither the cache, replay nor recording needs one."""
+
+    kind: str  # "chat" or "embedding"
+    api_type: str
+    endpoint: str
+    request: dict[str, Any]
+    key: str | None
+    use_cache: bool
+    cache_dir: str | None
+    replay: str | None
+    record: str | None
+    stream: bool
+    timeout: float
+    policy: RetryPolicy
+    rpm: float | None
+    tpm: float | None
+    settings: Settings = field(repr=False)  # for the SDK client; its repr hides credentials
+    started: float = field(default_factory=time.perf_counter, repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.settings.secrets()
+
+
+def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
+            options: Mapping[str, Any], *, stream: bool, cache: bool | None) -> Prepared:
+    if cache is not None and not isinstance(cache, bool):
+        raise ConfigError(f"cache={cache!r} is not valid: expected True, False or None (configured)")
+    use_cache = bool(s["cache_api_calls"]) if cache is None else cache
+    endpoint = client.endpoint(s)
+    needs_key = use_cache or bool(s["replay"]) or bool(s["record"])
+    key = cache_key({"kind": kind, "api_type": client.api_type, "endpoint": endpoint,
+                     **request}) if needs_key else None
+    policy = RetryPolicy(
+        max_attempts=options.get("max_attempts") or s["max_attempts"],
+        waiting_time=_given(options.get("waiting_time"), s["waiting_time"]),
+        exponential_backoff_factor=options.get("exponential_backoff_factor")
+        or s["exponential_backoff_factor"],
+        max_waiting_time=s["max_waiting_time"])
+    return Prepared(kind, client.api_type, endpoint, request, key, use_cache,
+                    s["cache_dir"], s["replay"] or None, s["record"] or None, bool(stream),
+                    options.get("timeout") or s["timeout"], policy, s["rpm"], s["tpm"], s)
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def prepare_chat(client: Any, s: Settings, messages: Any, params: Mapping[str, Any], *,
+                 stream: bool = False, cache: bool | None = None) -> Prepared:
+    """Check the arguments and build the chat request, with configured values for the rest."""
+    if not isinstance(stream, bool):
+        raise ConfigError(f"stream={stream!r} is not valid: expected True or False")
+    api, options = vocabulary.check("chat", params, vocabulary.CHAT)
+    model = api.pop("model", None) or s["model"]
+    if not model:
+        raise ConfigError("no model: pass model=... or set MODEL in config.ini")
+    info = model_info(model)
+    request: dict[str, Any] = {"model": model, "messages": checked_messages(messages)}
+    for key in SAMPLING:  # configured sampling values are not sent to reasoning models
+        value = api.pop(key, None)
+        if value is None and not info.reasoning:
+            value = s[key]
+        if value is not None:
+            request[key] = float(value)  # 0 and 0.0 are one request (and one cache key)
+    if "max_tokens" in api and "max_completion_tokens" in api:
+        raise ConfigError("give max_tokens or max_completion_tokens, not both")
+    limit = api.pop("max_tokens", None)
+    if limit is None and "max_completion_tokens" not in api:
+        # The package default would starve a reasoning model (its reasoning counts against it).
+        if not (info.reasoning and "max_tokens" in s.defaults):
+            limit = s["max_tokens"]
+    if limit is not None:
+        request["max_completion_tokens" if info.reasoning else "max_tokens"] = limit
+    if api.get("n") == 1:
+        del api["n"]
+    request.update(api)
+    check_limits(request)
+    return _common(client, s, "chat", request, options, stream=stream, cache=cache)
+
+
+def prepare_embeddings(client: Any, s: Settings, texts: Sequence[str], params: Mapping[str, Any],
+                       *, cache: bool | None = None) -> list[Prepared]:
+    """One `Prepared` per text (each is cached on its own); they are sent together."""
+    api, options = vocabulary.check("embedding", params, vocabulary.EMBEDDING)
+    model = api.pop("model", None) or s["embedding_model"]
+    if not model:
+        raise ConfigError("no embedding model: pass model=... or set EMBEDDING_MODEL in config.ini")
+    return [_common(client, s, "embedding", {"model": model, "input": text, **api}, options,
+                    stream=False, cache=cache) for text in texts]
+
+
+def checked_messages(messages: Any) -> list[dict[str, Any]]:
+    """The messages as a new list of dicts, each with a role: a clear error otherwise."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
+        raise InvalidRequestError(
+            "messages must be a non-empty list of dicts like {'role': 'user', 'content': '...'}")
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping) or "role" not in message:
+            raise InvalidRequestError(
+                f"messages[{i}] must be a dict with a 'role' and a 'content', got {message!r:.80}")
+        out.append(dict(message))
+    return out
+
+
+def check_limits(request: Mapping[str, Any]) -> None:
+    """Raise `ContextLengthError` before sending what the model cannot take: a prompt over its
+    input limit, or an output limit over its output limit (`llmkit.base.tokens.check_context`)."""
+    asked = request.get("max_tokens") or request.get("max_completion_tokens")
+    tokens.check_context(request["messages"], str(request["model"]), asked)

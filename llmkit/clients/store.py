@@ -1,0 +1,73 @@
+"""Where answers are kept: the response cache, replay recordings and the RECORD file.
+
+`lookup` answers a `Prepared` call without the network (replay, else the cache); `keep` stores a
+complete, validated answer. Both read only the `Prepared` record.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..base.cache import ResponseCache
+from . import replay
+from .prepare import Prepared
+
+__all__ = ["default_cache_dir", "keep", "lookup", "open_cache"]
+
+_lock = threading.Lock()
+_caches: dict[Path, ResponseCache] = {}
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/llmkit``, else ``~/.cache/llmkit``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmkit"
+
+
+def open_cache(directory: str | os.PathLike[str] | None = None) -> ResponseCache:
+    """The process-wide `ResponseCache` of a folder (the configured one by default)."""
+    if directory is None:
+        from ..base.config import resolve
+        directory = resolve().cache_dir
+    folder = Path(directory or default_cache_dir()).expanduser()
+    with _lock:
+        store = _caches.get(folder)
+        if store is None:
+            store = _caches[folder] = ResponseCache(folder)
+        return store
+
+
+def lookup(p: Prepared) -> dict[str, Any] | None:
+    """A replayed or cached answer (None: ask the model). In replay mode a miss raises."""
+    if p.key is None:
+        return None
+    if p.replay:
+        recording = replay.open_recording(p.replay)
+        answer = recording.get(p.key)
+        if answer is None:
+            raise recording.miss(p.request, p.api_type)
+    else:
+        answer = open_cache(p.cache_dir).get(p.key) if p.use_cache else None
+    if answer is not None and p.record:
+        replay.append_recording(p.record, p.key, p.request, answer)
+    return answer
+
+
+def keep(p: Prepared, answer: dict[str, Any]) -> None:
+    """Cache a complete answer, and add it to the recording when RECORD is set."""
+    if p.key is None:
+        return
+    if p.use_cache:
+        open_cache(p.cache_dir).set(p.key, answer)
+    if p.record:
+        replay.append_recording(p.record, p.key, p.request, answer)
+
+
+def _close_caches() -> None:
+    """Close every open cache (tests use this between cache folders)."""
+    with _lock:
+        for store in _caches.values():
+            store.close()
+        _caches.clear()
