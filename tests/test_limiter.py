@@ -88,18 +88,23 @@ def test_no_limits_means_no_waiting() -> None:
     assert starts(RateLimiter(clock), clock, 50) == [clock.now] * 50
 
 
-def test_a_429_pauses_everyone_then_slows_down_and_recovers() -> None:
+def test_a_429_pauses_everyone_repeated_429s_slow_down_and_it_recovers() -> None:
     clock = Clock()
     rl = RateLimiter(clock)
     assert rl.try_acquire(rpm=60) == 0.0
     clock.now += 1.0
     rl.rate_limited(retry_after=5.0)
-    rl.rate_limited(retry_after=5.0)  # the same burst of 429s slows down once
+    rl.rate_limited(retry_after=5.0)  # the same burst of 429s
     assert rl.try_acquire(rpm=60) == pytest.approx(5.0)
     assert rl.try_acquire() == pytest.approx(5.0)  # even a request with no limits waits
     clock.now += 5.0
     after = starts(rl, clock, 3, rpm=60)
-    assert after[1] - after[0] == pytest.approx(1 / 0.75)  # 75 % of the limit
+    assert after[1] - after[0] == pytest.approx(1.0)  # one burst: a pause, not a slowdown
+    clock.now += 2.0
+    rl.rate_limited(retry_after=1.0)  # 429s again, soon after: the limit is really lower
+    clock.now += 1.0
+    after = starts(rl, clock, 3, rpm=60)
+    assert after[1] - after[0] == pytest.approx(1 / 0.9)  # 90 % of the limit
     for _ in range(100):
         rl.succeeded()
     assert rl.factor == 1.0
@@ -108,12 +113,14 @@ def test_a_429_pauses_everyone_then_slows_down_and_recovers() -> None:
     assert again[1] - again[0] == pytest.approx(1.0)
 
 
-def test_a_429_without_retry_after_still_slows_down() -> None:
+def test_repeated_429s_without_retry_after_still_slow_down() -> None:
     clock = Clock()
     rl = RateLimiter(clock)
     rl.rate_limited(None)
+    clock.now += 3.0
+    rl.rate_limited(None)
     assert rl.try_acquire(rpm=60) == 0.0
-    assert rl.try_acquire(rpm=60) == pytest.approx(1 / 0.75)
+    assert rl.try_acquire(rpm=60) == pytest.approx(1 / 0.9)
 
 
 def test_threads_share_the_pace() -> None:

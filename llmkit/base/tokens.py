@@ -12,7 +12,6 @@ import contextlib
 import gzip
 import hashlib
 import importlib.util
-import json
 import os
 import sys
 import tempfile
@@ -233,8 +232,9 @@ def check_context(
     if not limit:
         return None
     messages = list(messages)
+    # A token covers at least one UTF-8 byte, at most 4 per character; str() shows every character.
     upper = _REPLY_PRIMING + sum(
-        _TOKENS_PER_MESSAGE + 1 + len(json.dumps(m, ensure_ascii=False).encode()) for m in messages)
+        _TOKENS_PER_MESSAGE + 1 + sum(4 * len(str(v)) for v in m.values()) for m in messages)
     if upper <= limit:
         return None
     prompt = count_tokens(messages, info.encoding)

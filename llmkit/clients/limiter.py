@@ -11,8 +11,8 @@ enforce per-minute limits over much shorter windows. TPM works the same way with
 estimated tokens (prompt tokens from the token counter plus ``max_tokens``, which providers
 reserve); when the answer's usage is known the unused part is given back.
 
-A 429 pauses every request to the endpoint for its Retry-After and lowers the pace to 75 % of the
-configured limits (at most once per pause); each success then restores 1 % of the limit.
+A 429 pauses every request to the endpoint for its Retry-After; 429s that keep coming after the
+pause lower the pace to 90 % (each time); each success then restores 1 % of the limit.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from .prepare import Prepared
 
 __all__ = ["Gate", "RateLimiter", "estimate_tokens", "limiter_for"]
 
-SLOWDOWN = 0.75  # pace after a 429, relative to the current one
+SLOWDOWN = 0.9  # pace after a repeated burst of 429s, relative to the current one
+REPEAT = 10.0  # seconds: a burst of 429s this soon after the last one slows the pace down
 RECOVERY = 0.01  # pace regained per successful request, up to the configured limits
 FLOOR = 0.05  # the pace never drops below 5 % of the limits
 
@@ -44,7 +45,7 @@ class RateLimiter:
         self._next_request = float("-inf")  # earliest start of the next request (RPM)
         self._next_token = float("-inf")  # the same for the token budget (TPM)
         self._paused_until = float("-inf")
-        self._slowed_at = float("-inf")
+        self._last_429 = float("-inf")
         self.factor = 1.0
 
     def try_acquire(self, tokens: int = 0, *, rpm: float | None = None, tpm: float | None = None,
@@ -71,14 +72,21 @@ class RateLimiter:
         return self._clock() - started
 
     def rate_limited(self, retry_after: float | None = None) -> None:
-        """A 429: pause everyone for ``retry_after`` seconds and slow down."""
+        """A 429: pause everyone for ``retry_after`` seconds; slow down if 429s keep coming.
+
+        One burst of 429s (those arriving while paused, or within a second of each other) only
+        pauses: pacing at a limit meets an occasional 429 from clock jitter, and slowing down for
+        it would cost more than the pause. A new burst within `REPEAT` seconds of the last one
+        means the limit is really lower: the pace drops to `SLOWDOWN` of what it was.
+        """
         with self._cond:
             now = self._clock()
             pause = max(retry_after or 0.0, 0.0)
-            self._paused_until = max(self._paused_until, now + pause)
-            if now - self._slowed_at >= max(pause, 1.0):  # one slowdown per burst of 429s
+            same_burst = now <= self._paused_until or now - self._last_429 < 1.0
+            if not same_burst and now - self._last_429 < REPEAT:
                 self.factor = max(FLOOR, self.factor * SLOWDOWN)
-                self._slowed_at = now
+            self._last_429 = now
+            self._paused_until = max(self._paused_until, now + pause)
             self._cond.notify_all()
 
     def succeeded(self, refund: int = 0, *, tpm: float | None = None) -> None:

@@ -8,9 +8,11 @@ nothing else, so what a call used is written down in one place.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..base import tokens
@@ -21,7 +23,7 @@ from ..base.models import model_info
 from . import params as vocabulary
 from .retry import RetryPolicy
 
-__all__ = ["SAMPLING", "Prepared", "prepare_chat", "prepare_embeddings"]
+__all__ = ["SAMPLING", "Prepared", "default_cache_dir", "prepare_chat", "prepare_embeddings"]
 
 SAMPLING = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
 
@@ -37,7 +39,7 @@ class Prepared:
     request: dict[str, Any]
     key: str | None
     use_cache: bool
-    cache_dir: str | None
+    cache_dir: str
     replay: str | None
     record: str | None
     stream: bool
@@ -68,9 +70,15 @@ def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
         exponential_backoff_factor=options.get("exponential_backoff_factor")
         or s["exponential_backoff_factor"],
         max_waiting_time=s["max_waiting_time"])
-    return Prepared(kind, client.api_type, endpoint, request, key, use_cache,
-                    s["cache_dir"], s["replay"] or None, s["record"] or None, bool(stream),
+    cache_dir = s["cache_dir"] or str(default_cache_dir())
+    return Prepared(kind, client.api_type, endpoint, request, key, use_cache, cache_dir,
+                    s["replay"] or None, s["record"] or None, bool(stream),
                     options.get("timeout") or s["timeout"], policy, s["rpm"], s["tpm"], s)
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/llmkit``, else ``~/.cache/llmkit``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmkit"
 
 
 def _given(value: Any, default: Any) -> Any:

@@ -13,21 +13,21 @@ from typing import Any
 
 from ..base.cache import ResponseCache
 from . import replay
-from .prepare import Prepared
+from .prepare import Prepared, default_cache_dir
 
 __all__ = ["default_cache_dir", "keep", "lookup", "open_cache"]
 
 _lock = threading.Lock()
 _caches: dict[Path, ResponseCache] = {}
-
-
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/llmkit``, else ``~/.cache/llmkit``."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmkit"
+_by_name: dict[str, ResponseCache] = {}
 
 
 def open_cache(directory: str | os.PathLike[str] | None = None) -> ResponseCache:
     """The process-wide `ResponseCache` of a folder (the configured one by default)."""
+    if isinstance(directory, str):
+        found = _by_name.get(directory)  # every call asks: skip the path arithmetic
+        if found is not None:
+            return found
     if directory is None:
         from ..base.config import resolve
         directory = resolve().cache_dir
@@ -36,6 +36,8 @@ def open_cache(directory: str | os.PathLike[str] | None = None) -> ResponseCache
         store = _caches.get(folder)
         if store is None:
             store = _caches[folder] = ResponseCache(folder)
+        if isinstance(directory, str):
+            _by_name[directory] = store
         return store
 
 
@@ -71,3 +73,4 @@ def _close_caches() -> None:
         for store in _caches.values():
             store.close()
         _caches.clear()
+        _by_name.clear()
