@@ -89,6 +89,7 @@ SCHEMA: dict[str, Callable[[str], Any]] = {
     "waiting_time": _number(0, 3600),
     "exponential_backoff_factor": _number(1, 100),
     "max_waiting_time": _number(0, 86_400),
+    "max_retry_after": _number(0, 86_400),
     "embedding_model": _text,
     "cache_api_calls": _bool,
     "cache_dir": _text,
@@ -119,6 +120,9 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "cache_dir": ("LLMKIT_CACHE_DIR",),
 }
 """Well-known environment variables per key; ``LLMKIT_<KEY>`` works for every key too."""
+
+TRUSTED_HOSTS_VAR = "LLMKIT_TRUSTED_HOSTS"
+"""Comma-separated hosts that may receive keys although only ./config.ini names them."""
 
 SECRET_KEYS = frozenset({"api_key", "azure_api_key"})
 """Keys whose values are never shown, logged or cached."""
@@ -201,15 +205,42 @@ class Settings(Mapping[str, Any]):
     Values are reachable as ``settings["model"]`` or ``settings.model``.
     """
 
-    __slots__ = ("_data", "defaults")
+    __slots__ = ("_data", "defaults", "workdir")
 
-    def __init__(self, data: Mapping[str, Any], defaults: frozenset[str] = frozenset()) -> None:
+    def __init__(self, data: Mapping[str, Any], defaults: frozenset[str] = frozenset(),
+                 workdir: frozenset[str] = frozenset()) -> None:
         object.__setattr__(self, "_data", dict(data))
-        object.__setattr__(self, "defaults", defaults)
+        object.__setattr__(self, "defaults", defaults)  # keys at the package's default value
+        object.__setattr__(self, "workdir", workdir)  # keys set by ./config.ini (untrusted)
 
     def with_values(self, values: Mapping[str, Any]) -> Settings:
-        """A copy with ``values`` on top (they no longer count as package defaults)."""
-        return Settings({**self._data, **values}, self.defaults - values.keys())
+        """A copy with ``values`` on top (set in code: neither package defaults nor ./config.ini)."""
+        return Settings({**self._data, **values}, self.defaults - values.keys(),
+                        self.workdir - values.keys())
+
+    def check_key_destination(self, endpoint_key: str, secret_key: str) -> None:
+        """Refuse to send a key to an endpoint that only a ``config.ini`` in the working directory
+        named (a cloned repository beside a notebook could name any host).
+
+        A key may go to an endpoint set by the environment, in code, or by the same file that
+        holds the key, and to hosts listed in the environment variable `TRUSTED_HOSTS_VAR`.
+        """
+        endpoint = self._data.get(endpoint_key)
+        if not endpoint or not self._data.get(secret_key) or endpoint_key not in self.workdir:
+            return
+        if secret_key in self.workdir:  # that file holds the key too: it is its own endpoint's
+            return
+        from urllib.parse import urlsplit
+        host = (urlsplit(str(endpoint)).hostname or str(endpoint)).lower()
+        trusted = {h.strip().lower() for h in os.environ.get(TRUSTED_HOSTS_VAR, "").split(",")}
+        if host in trusted:
+            return
+        raise ConfigError(
+            f"{Path.cwd() / 'config.ini'} sets {endpoint_key.upper()} = {endpoint}; llmkit does not "
+            f"send your {secret_key.upper()} (configured elsewhere) to a host named only by a "
+            f"config.ini in the working directory. If you trust {host}, allow it with the "
+            f"environment variable {TRUSTED_HOSTS_VAR}={host}, or set {endpoint_key.upper()} "
+            f"yourself (environment, or llmkit.force_default_value({endpoint_key!r}, ...))")
 
     def secrets(self) -> tuple[str, ...]:
         """The configured credentials, longest first (to replace them in text)."""
@@ -273,12 +304,14 @@ def resolve() -> Settings:
     for key, value, source in _layers():
         winners[key] = (value, source)
     values: dict[str, Any] = {key: None for key in SCHEMA}
-    defaults = set()
+    defaults, workdir = set(), set()
     for key, (value, source) in winners.items():
         values[key] = value if source == "forced" else parse_value(key, value, source)
         if source.startswith(str(PACKAGE_CONFIG)):
             defaults.add(key)
-    settings = Settings(values, frozenset(defaults))
+        elif source.startswith(str(Path.cwd() / "config.ini")):
+            workdir.add(key)
+    settings = Settings(values, frozenset(defaults), frozenset(workdir))
     _resolved = (fingerprint, settings)
     return settings
 

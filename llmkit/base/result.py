@@ -45,14 +45,21 @@ class Completion:
 
     @property
     def usage(self) -> dict[str, int]:
-        usage = self.response.get("usage") or {}
-        return {k: int(usage.get(k) or 0)
-                for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+        """Prompt, completion and total tokens; empty (unknown) when the server sent none or sent
+        something that is not token counts (the answer itself is kept)."""
+        usage = self.response.get("usage")
+        if not isinstance(usage, dict):
+            return {}
+        counts = {k: usage.get(k, 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+        if all(type(v) is int and v >= 0 for v in counts.values()):
+            return counts
+        return {}
 
     @property
     def finish_reason(self) -> str | None:
         choices = self.response.get("choices") or [{}]
-        return choices[0].get("finish_reason")
+        reason = choices[0].get("finish_reason")
+        return reason if isinstance(reason, str) else None
 
 
 class Result(str):

@@ -42,6 +42,10 @@ class LLMCall:
 
     def __init__(self, system_template_name: str, user_template_name: str | None = None, *,
                  client: Any = None, **model_params: Any) -> None:
+        if client is not None and not callable(getattr(client, "prepare", None)):
+            raise ConfigError(f"LLMCall(client=...) takes a client object such as "
+                              f"llmkit.client('openai') or llmkit.OpenAIClient(...), not a "
+                              f"{type(client).__name__}; leave it out to use the active client")
         self.system_template = Template(system_template_name)
         self.user_template = Template(user_template_name) if user_template_name else None
         self.client = client

@@ -39,6 +39,10 @@ def chat_answer(data: Any) -> dict[str, Any]:
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):
             raise ServerError("the server's answer has a message whose content is not text")
+        if isinstance(content, str) and not content.isascii() and isinstance(message, dict):
+            # JSON can carry a lone surrogate ("\ud800") that UTF-8 cannot: it would break the
+            # cache and every display. Replaced by U+FFFD, as a decoder would.
+            message["content"] = content.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return data
 
 

@@ -22,6 +22,7 @@ class AzureClient(OpenAIClient):
     """
 
     api_type = "azure"
+    endpoint_key, secret_key = "azure_endpoint", "azure_api_key"
 
     def endpoint(self, settings: Mapping[str, Any]) -> str:
         endpoint = settings.get("azure_endpoint")

@@ -9,7 +9,8 @@ message, and the SDK's exception is not chained (its text can carry a key a serv
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator, Mapping, Sequence
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..base.errors import (
@@ -23,7 +24,7 @@ from ..base.errors import (
 )
 from .retry import retry_after_seconds
 
-__all__ = ["call", "scrub", "stream", "translate"]
+__all__ = ["call", "read", "scrub", "stream", "translate"]
 
 T = TypeVar("T")
 HIDDEN = "<hidden>"
@@ -47,31 +48,70 @@ def call(fn: Callable[[], T], secrets: Sequence[str] = ()) -> T:
     raise error from None
 
 
-def stream(open_stream: Callable[[], Any],
-           secrets: Sequence[str] = ()) -> Generator[dict[str, Any], None, None]:
+def read(open_response: Callable[[], Any], secrets: Sequence[str], deadline: float) -> bytes:
+    """The whole body of a ``with_streaming_response`` call, read before ``deadline``
+    (`time.monotonic`): TIMEOUT bounds the attempt, not each read of a server that trickles."""
+    manager = open_response()
+    response = call(manager.__enter__, secrets)
+    try:
+        body = bytearray()
+        for chunk in _guarded(response.iter_bytes(), secrets):
+            body += chunk
+            _in_time(deadline)
+        return bytes(body)
+    finally:
+        manager.__exit__(None, None, None)
+
+
+def stream(open_stream: Callable[[], Any], secrets: Sequence[str],
+           deadline: float) -> Generator[dict[str, Any], None, None]:
     """The chunks of a streamed answer as JSON dicts; opening and reading are inside the boundary,
     the consumer's own code (between chunks) is not. The SDK stream is closed when this closes."""
-    import openai
     chunks = call(open_stream, secrets)
     try:
-        iterator = iter(chunks)
-        while True:
-            try:
-                chunk = next(iterator)
-            except StopIteration:
-                return
-            except openai.OpenAIError as exc:
-                error: CallError = translate(exc, secrets)
-            except json.JSONDecodeError as exc:  # a data: line that is not JSON (read by the SDK)
-                error = ServerError(f"the server's streamed answer is malformed: {exc.msg}")
-            else:
-                yield chunk.model_dump(mode="json", exclude_unset=True)
-                continue
-            raise error from None
+        for chunk in _guarded(chunks, secrets):
+            _in_time(deadline)
+            yield chunk.model_dump(mode="json", exclude_unset=True)
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
+
+
+def _in_time(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise TransportError("the answer did not arrive within TIMEOUT (a deadline for the whole "
+                             "attempt); raise TIMEOUT for long answers")
+
+
+def _guarded(items: Iterable[T], secrets: Sequence[str]) -> Iterator[T]:
+    """``items``, with the errors raised while reading them translated."""
+    import openai
+    iterator = iter(items)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except openai.OpenAIError as exc:
+            error: CallError = translate(exc, secrets)
+        except json.JSONDecodeError as exc:  # a data: line that is not JSON (read by the SDK)
+            error = ServerError(f"the server's streamed answer is malformed: {exc.msg}")
+        except Exception as exc:
+            if not _is_transport(exc):
+                raise
+            error = TransportError(scrub(f"the connection broke while reading the answer "
+                                         f"({type(exc).__name__}: {exc})", secrets))
+        else:
+            yield item
+            continue
+        raise error from None
+
+
+def _is_transport(exc: BaseException) -> bool:
+    """An error of the HTTP stack under the SDK (httpx and its relatives) or of the socket."""
+    package = type(exc).__module__.split(".")[0]
+    return package.startswith(("httpx", "httpcore", "h11")) or isinstance(exc, OSError)
 
 
 def translate(exc: BaseException, secrets: Sequence[str] = ()) -> CallError:

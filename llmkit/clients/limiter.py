@@ -118,6 +118,7 @@ class Gate:
     def __init__(self, prepared: Prepared) -> None:
         self.limiter = limiter_for(prepared.api_type, prepared.endpoint)
         self.rpm, self.tpm = prepared.rpm, prepared.tpm
+        self.longest_pause = prepared.policy.max_retry_after
         self.tokens = estimate_tokens(prepared.request) if self.tpm else 0
         self.reserved = 0
 
@@ -129,7 +130,10 @@ class Gate:
     def failed(self, error: BaseException) -> None:
         """A failed attempt: a retryable 429 pauses and slows down every request to the endpoint."""
         if isinstance(error, RateLimitError) and error.retryable:
-            self.limiter.rate_limited(error.retry_after)
+            # Never hold other calls longer than MAX_RETRY_AFTER ("inf" is not a wait).
+            asked = error.retry_after
+            cap = self.longest_pause
+            self.limiter.rate_limited(None if asked is None else asked if asked <= cap else cap)
 
     def succeeded(self, response: Mapping[str, Any]) -> None:
         """The answer came: tokens reserved beyond its reported usage go back to the budget."""

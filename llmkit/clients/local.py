@@ -219,7 +219,7 @@ class LocalClient(OpenAIClient):
             return False
         return importlib.util.find_spec("xllamacpp") is not None
 
-    def _sdk(self, s: Mapping[str, Any]) -> Any:
+    def _sdk(self, s: config.Settings) -> Any:
         return _server_for(_spec(s)).sdk
 
     def start(self) -> str:

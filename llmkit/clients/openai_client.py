@@ -41,6 +41,7 @@ class OpenAIClient:
     """
 
     api_type = "openai"
+    endpoint_key, secret_key = "base_url", "api_key"  # where requests go, and the key they carry
 
     def __init__(self, **overrides: Any) -> None:
         where = f"{type(self).__name__}(...)"
@@ -79,7 +80,8 @@ class OpenAIClient:
             key = "not-needed"  # OpenAI-compatible servers usually take any key
         return openai.OpenAI(api_key=key, base_url=s.get("base_url") or None, max_retries=0)
 
-    def _sdk(self, s: Mapping[str, Any]) -> Any:
+    def _sdk(self, s: config.Settings) -> Any:
+        s.check_key_destination(self.endpoint_key, self.secret_key)
         identity = (type(self), self.endpoint(s), s.get("azure_api_version"),
                     s.get("api_key"), s.get("azure_api_key"))
         with _lock:
@@ -133,33 +135,35 @@ class OpenAIClient:
         """Answer a prepared call: from replay or the cache, else from the server."""
         hit = store.lookup(p)
         if hit is not None:
-            completion = Completion(p.request, hit, time.perf_counter() - p.started, True, p.api_type)
+            completion = Completion(p.public, hit, time.perf_counter() - p.started, True, p.api_type)
             if on_delta is not None and completion.text:
                 on_delta(completion.text)
             return completion
         sdk = self._sdk(p.settings)
         gate = limiter.Gate(p)
         create = sdk.chat.completions.create
-        raw_create = sdk.chat.completions.with_raw_response.create
+        open_response = sdk.chat.completions.with_streaming_response.create
 
         def attempt() -> dict[str, Any]:
             gate.acquire()
+            deadline = time.monotonic() + p.timeout
             try:
                 if p.stream:
                     chunks = boundary.stream(lambda: create(
                         **p.request, stream=True, stream_options={"include_usage": True},
-                        timeout=p.timeout), p.secrets)
+                        timeout=p.timeout), p.secrets, deadline)
                     with closing(chunks):
                         return answers.chat_answer(collect_stream(chunks, on_delta))
-                raw = boundary.call(lambda: raw_create(**p.request, timeout=p.timeout), p.secrets)
-                return answers.chat_answer(answers.parse_json(raw.content))
+                body = boundary.read(lambda: open_response(**p.request, timeout=p.timeout),
+                                     p.secrets, deadline)
+                return answers.chat_answer(answers.parse_json(body))
             except Exception as exc:
                 gate.failed(exc)
                 raise
 
         response = p.policy.run(attempt)
         gate.succeeded(response)
-        completion = Completion(p.request, response, time.perf_counter() - p.started, False,
+        completion = Completion(p.public, response, time.perf_counter() - p.started, False,
                                 p.api_type)
         message = completion.message
         if not message.get("content") and not message.get("tool_calls") and \
@@ -199,9 +203,10 @@ class OpenAIClient:
             batch = [inputs[i] for i in missing]
 
             def attempt() -> list[list[float]]:
-                raw = boundary.call(lambda: sdk.embeddings.with_raw_response.create(
-                    **body, input=batch, timeout=first.timeout), first.secrets)
-                return answers.embedding_vectors(answers.parse_json(raw.content), len(batch))
+                deadline = time.monotonic() + first.timeout
+                raw = boundary.read(lambda: sdk.embeddings.with_streaming_response.create(
+                    **body, input=batch, timeout=first.timeout), first.secrets, deadline)
+                return answers.embedding_vectors(answers.parse_json(raw), len(batch))
 
             for i, vector in zip(missing, first.policy.run(attempt), strict=True):
                 found[i] = {"embedding": vector}

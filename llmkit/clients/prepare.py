@@ -8,6 +8,7 @@ nothing else, so what a call used is written down in one place.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -17,10 +18,12 @@ from typing import Any
 
 from ..base import tokens
 from ..base.cache import cache_key
-from ..base.config import Settings
+from ..base.config import SECRET_NAME, Settings
 from ..base.errors import ConfigError, InvalidRequestError
 from ..base.models import model_info
+from . import boundary
 from . import params as vocabulary
+from .boundary import HIDDEN
 from .retry import RetryPolicy
 
 __all__ = ["SAMPLING", "Prepared", "default_cache_dir", "prepare_chat", "prepare_embeddings"]
@@ -30,13 +33,16 @@ SAMPLING = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
 
 @dataclass(frozen=True)
 class Prepared:
-    """One call as it will be made. ``request`` is the JSON body (never a credential); ``key`` its
-    cache key, None when neither the cache, replay nor recording needs one."""
+    """One call as it will be made. ``request`` is the JSON body as sent; ``public`` the same with
+    credential-like ``extra_headers`` / ``extra_body`` values hidden, which is what is hashed into
+    the cache ``key``, recorded and shown (``key`` is None when no cache, replay or recording
+    needs one)."""
 
     kind: str  # "chat" or "embedding"
     api_type: str
     endpoint: str
     request: dict[str, Any]
+    public: dict[str, Any]
     key: str | None
     use_cache: bool
     cache_dir: str
@@ -62,16 +68,17 @@ def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
     use_cache = bool(s["cache_api_calls"]) if cache is None else cache
     endpoint = client.endpoint(s)
     needs_key = use_cache or bool(s["replay"]) or bool(s["record"])
+    public = _public(request, s)
     key = cache_key({"kind": kind, "api_type": client.api_type, "endpoint": endpoint,
-                     **request}) if needs_key else None
+                     **public}) if needs_key else None
     policy = RetryPolicy(
         max_attempts=options.get("max_attempts") or s["max_attempts"],
         waiting_time=_given(options.get("waiting_time"), s["waiting_time"]),
         exponential_backoff_factor=options.get("exponential_backoff_factor")
         or s["exponential_backoff_factor"],
-        max_waiting_time=s["max_waiting_time"])
+        max_waiting_time=s["max_waiting_time"], max_retry_after=s["max_retry_after"])
     cache_dir = s["cache_dir"] or str(default_cache_dir())
-    return Prepared(kind, client.api_type, endpoint, request, key, use_cache, cache_dir,
+    return Prepared(kind, client.api_type, endpoint, request, public, key, use_cache, cache_dir,
                     s["replay"] or None, s["record"] or None, bool(stream),
                     options.get("timeout") or s["timeout"], policy, s["rpm"], s["tpm"], s)
 
@@ -79,6 +86,22 @@ def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/llmkit``, else ``~/.cache/llmkit``."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmkit"
+
+
+def _public(request: dict[str, Any], s: Settings) -> dict[str, Any]:
+    """``request`` with credentials in ``extra_headers`` / ``extra_body`` hidden (by name, and any
+    configured key by value): recordings are meant to be committed."""
+    if "extra_headers" not in request and "extra_body" not in request:
+        return request
+    public = dict(request)
+    for name in ("extra_headers", "extra_body"):
+        if isinstance(public.get(name), Mapping):
+            public[name] = {k: HIDDEN if SECRET_NAME.search(str(k)) else v
+                            for k, v in public[name].items()}
+    text = json.dumps(public, ensure_ascii=False)
+    if any(secret in text for secret in s.secrets()):
+        public = json.loads(boundary.scrub(text, s.secrets()))
+    return public
 
 
 def _given(value: Any, default: Any) -> Any:
@@ -125,6 +148,8 @@ def prepare_embeddings(client: Any, s: Settings, texts: Sequence[str], params: M
     model = api.pop("model", None) or s["embedding_model"]
     if not model:
         raise ConfigError("no embedding model: pass model=... or set EMBEDDING_MODEL in config.ini")
+    for i, text in enumerate(texts):
+        check_text(text, f"get_embedding text {i}")
     return [_common(client, s, "embedding", {"model": model, "input": text, **api}, options,
                     stream=False, cache=cache) for text in texts]
 
@@ -136,11 +161,40 @@ def checked_messages(messages: Any) -> list[dict[str, Any]]:
             "messages must be a non-empty list of dicts like {'role': 'user', 'content': '...'}")
     out = []
     for i, message in enumerate(messages):
-        if not isinstance(message, Mapping) or "role" not in message:
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
             raise InvalidRequestError(
                 f"messages[{i}] must be a dict with a 'role' and a 'content', got {message!r:.80}")
+        content = message.get("content")
+        if not (content is None or isinstance(content, str) or (
+                isinstance(content, list) and all(isinstance(p, Mapping) for p in content))):
+            raise InvalidRequestError(
+                f"messages[{i}]['content'] must be text, a list of content parts (dicts) or None, "
+                f"got a {type(content).__name__}")
+        for name, value in message.items():
+            check_text(value, f"messages[{i}][{name!r}]")
         out.append(dict(message))
     return out
+
+
+def check_text(value: Any, where: str) -> None:
+    """Raise `InvalidRequestError` if ``value`` (or text inside it) cannot be sent as UTF-8: a lone
+    surrogate such as ``"\ud800"``, from a bad decode or a sliced emoji."""
+    if isinstance(value, str):
+        if value.isascii():
+            return
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequestError(
+                f"{where} holds a lone surrogate ({value[exc.start]!r} at position {exc.start}), "
+                f"which cannot be sent as UTF-8; remove it, or clean the text with "
+                f"text.encode('utf-8', 'replace').decode()") from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            check_text(item, f"{where}[{key!r}]")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_text(item, f"{where}[{index}]")
 
 
 def check_limits(request: Mapping[str, Any]) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ..base.errors import CallError
+from ..base.errors import CallError, RateLimitError
 
 __all__ = ["RetryPolicy", "retry_after_seconds"]
 
@@ -21,13 +22,15 @@ class RetryPolicy:
 
     The n-th wait is ``waiting_time * exponential_backoff_factor ** (n - 1)``, capped at
     ``max_waiting_time``, with "equal jitter" (a random value between half and all of it).
-    A server's Retry-After replaces the computed wait.
+    A server's Retry-After replaces the computed wait; one over ``max_retry_after`` (or not a
+    finite number) is not waited for: the call fails at once with a `RateLimitError` saying so.
     """
 
     max_attempts: int = 5
     waiting_time: float = 1.0
     exponential_backoff_factor: float = 2.0
     max_waiting_time: float = 60.0
+    max_retry_after: float = 60.0
 
     def delay(self, failures: int, retry_after: float | None = None) -> float:
         """Seconds to wait after the ``failures``-th failed attempt."""
@@ -49,7 +52,19 @@ class RetryPolicy:
                 exc.attempts = failures
                 if not exc.retryable or failures >= self.max_attempts:
                     raise
+                if exc.retry_after is not None and not exc.retry_after <= self.max_retry_after:
+                    raise self._too_long(exc) from None
                 sleep(self.delay(failures, exc.retry_after))
+
+
+    def _too_long(self, exc: CallError) -> RateLimitError:
+        asked = "forever" if not math.isfinite(exc.retry_after or 0) else f"{exc.retry_after:,.0f} s"
+        error = RateLimitError(
+            f"{exc.args[0]}; the server asks to wait {asked}, longer than MAX_RETRY_AFTER = "
+            f"{self.max_retry_after:g} s: try again later, or raise MAX_RETRY_AFTER",
+            status=exc.status, code=exc.code, retry_after=exc.retry_after)
+        error.attempts = exc.attempts
+        return error
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ..base.cache import ResponseCache
+from ..base.cache import CacheWarning, ResponseCache
+from ..base.errors import CacheError
 from . import replay
 from .prepare import Prepared, default_cache_dir
 
@@ -49,11 +51,11 @@ def lookup(p: Prepared) -> dict[str, Any] | None:
         recording = replay.open_recording(p.replay)
         answer = recording.get(p.key)
         if answer is None:
-            raise recording.miss(p.request, p.api_type)
+            raise recording.miss(p.public, p.api_type)
     else:
         answer = open_cache(p.cache_dir).get(p.key) if p.use_cache else None
     if answer is not None and p.record:
-        replay.append_recording(p.record, p.key, p.request, answer)
+        replay.append_recording(p.record, p.key, p.public, answer)
     return answer
 
 
@@ -62,9 +64,13 @@ def keep(p: Prepared, answer: dict[str, Any]) -> None:
     if p.key is None:
         return
     if p.use_cache:
-        open_cache(p.cache_dir).set(p.key, answer)
+        try:
+            open_cache(p.cache_dir).set(p.key, answer)
+        except CacheError as exc:  # a paid answer is returned, whatever the disk says
+            warnings.warn(f"the answer could not be cached, and is returned anyway: {exc}",
+                          CacheWarning, stacklevel=4)
     if p.record:
-        replay.append_recording(p.record, p.key, p.request, answer)
+        replay.append_recording(p.record, p.key, p.public, answer)
 
 
 def _close_caches() -> None:

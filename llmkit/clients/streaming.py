@@ -33,12 +33,16 @@ def collect_stream(chunks: Iterable[Mapping[str, Any]],
                 if text and on_delta is not None:
                     emitted = True
                     on_delta(text)
+        if not choices:
+            raise ServerError("the server's streamed answer has no choices (malformed answer)")
+        if any(c["finish_reason"] is None for c in choices.values()):
+            # A connection closed mid-answer looks like a normal end of stream: only a
+            # finish_reason says the answer is whole. A cut answer is never returned or cached.
+            raise ServerError("the stream ended before the answer was complete (no finish_reason)")
     except CallError as exc:
         exc.partial = emitted
         raise
     response["choices"] = [choices[i] for i in sorted(choices)]
-    if not response["choices"]:
-        raise ServerError("the server's streamed answer has no choices (malformed answer)")
     return response
 
 

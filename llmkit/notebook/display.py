@@ -111,7 +111,8 @@ def _from_completion(title: str, completion: Completion, scrub: Scrub) -> CallSu
     messages = [MessageView(str(m.get("role", "?")), scrub(_message_text(m)), _tokens(m, model))
                 for m in completion.messages]
     params = {k: v for k, v in completion.request.items() if k not in ("messages", "model")}
-    usage = completion.usage if completion.response.get("usage") else None  # some servers omit it
+    # None: the server sent no usage; {}: it sent something that is not token counts (unknown)
+    usage = completion.usage if completion.response.get("usage") is not None else None
     cost = model_cost(model, completion.response.get("usage")) if usage else None
     return CallSummary(title, scrub(model), _shown_params(params, scrub), messages, [],
                        scrub(_message_text(completion.message)), usage, completion.latency,
@@ -211,7 +212,9 @@ def safe_markdown(text: str) -> str:
 
 
 def _code(text: str) -> str:
-    """``text`` as an inline code span that no backtick run inside it can close."""
+    """``text`` as an inline code span that nothing inside it can close: no backtick run, and no
+    blank line (line breaks become spaces; a server's ``model`` field is not trusted)."""
+    text = " ".join(text.split())
     ticks = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
     return f"{ticks} {text} {ticks}"
 
@@ -242,13 +245,15 @@ def usage_text(s: CallSummary) -> str:
     """``"tokens: prompt 20 · completion 5 · total 25"`` (empty before a call)."""
     if s.usage is None:
         return ""
+    if not s.usage:
+        return "tokens: unknown"
     u = s.usage
     return (f"tokens: prompt {u['prompt_tokens']} · completion {u['completion_tokens']} · "
             f"total {u['total_tokens']}")
 
 
 def _label(m: MessageView) -> str:
-    return m.role + (f" · {m.tokens} tokens" if m.tokens is not None else "")
+    return " ".join(m.role.split()) + (f" · {m.tokens} tokens" if m.tokens is not None else "")
 
 
 def to_text(s: CallSummary) -> str:

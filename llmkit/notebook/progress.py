@@ -54,7 +54,7 @@ class Progress:
             self.cached += 1
         else:
             usage = completion.usage
-            self.tokens += usage["total_tokens"]
+            self.tokens += usage.get("total_tokens", 0)
             cost = model_cost(completion.model, completion.response.get("usage"))
             self.cost = None if cost is None or self.cost is None else self.cost + cost
         self.refresh()
