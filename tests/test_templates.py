@@ -62,3 +62,196 @@ def test_syntax_error_is_a_template_error() -> None:
 def test_sandbox_blocks_unsafe_attribute_access() -> None:
     with pytest.raises(TemplateError):
         Template("{{ x.__class__.__mro__[1].__subclasses__() }}").render(x="")
+
+
+# --- Untrusted templates: every failure is a TemplateError with a clear message -------------
+
+
+def test_normal_templates_still_render() -> None:
+    t = Template("{% for item in items %}{{ loop.index }}. {{ item|upper }}{% if not loop.last %}, "
+                 "{% endif %}{% endfor %}{% if extra %} +{{ extra|length }}{% else %} -{% endif %}"
+                 " {{ '-' * 3 }} {{ 2 ** 10 }} {{ 7 % 3 }} {{ '%.1f'|format(n) }} "
+                 "{{ '{:,}'.format(big) }} {{ 'ab'.center(6) }}|{{ topic.title() }}")
+    assert t.render(items=["a", "b"], extra=[1, 2], n=2.25, big=1234567, topic="cats and dogs") == (
+        "1. A, 2. B +2 --- 1024 1 2.2 1,234,567   ab  |Cats And Dogs")
+    assert t.variables == ("items", "extra", "n", "big", "topic")
+
+
+def test_plain_renders_are_remembered_and_failures_are_not() -> None:
+    t = Template("{{ a }} {{ b }}")
+    first = t.render(a="x", b=1)
+    assert t.render(a="x", b=1) is first
+    with pytest.raises(MissingVariableError):
+        t.render(a="x")
+    with pytest.raises(TemplateError, match="surrogate"):
+        t.render(a="\ud800", b=1)
+    with pytest.raises(TemplateError, match="surrogate"):
+        t.render(a="\ud800", b=1)  # still refused: nothing was remembered
+
+
+@pytest.mark.parametrize(("source", "tag"), [
+    ("{% include 'other.md' %}", "include"),
+    ("{% import 'macros.j2' as m %}{{ m.x() }}", "import"),
+    ("{% from 'macros.j2' import x %}", "import"),
+    ("{% extends 'base.md' %}", "extends"),
+])
+def test_include_import_extends_are_refused(source: str, tag: str) -> None:
+    with pytest.raises(TemplateError) as info:
+        Template(source)
+    message = str(info.value)
+    assert f"{{% {tag} %}}" in message and "line 1" in message
+    assert "cannot include, import or extend other template files" in message
+    assert "pass the other text as a variable" in message
+
+
+@pytest.mark.parametrize("source", ["{{ range(10**9) }}",
+                                    "{% for i in range(10**9) %}{{ i }}{% endfor %}"])
+def test_huge_range_is_a_template_error(source: str) -> None:
+    with pytest.raises(TemplateError, match=r"range\(\) is too big: .*at most 100,000 items"):
+        Template(source).render()
+
+
+@pytest.mark.parametrize(("source", "words"), [
+    ("{{ 'x' * 10**9 }}", "would repeat a str to 1,000,000,000 items"),
+    ("{{ [0] * 10**9 }}", "would repeat a list"),
+    ("{{ 2 ** 1000000 }}", "'**' would make a number of more than"),
+    ("{{ 'x'.center(10**9) }}", "str.center() with a width of 1,000,000,000"),
+    ("{{ 'x'|center(10**9) }}", "the center filter with a width"),
+    ("{{ 'x'|indent(10**9) }}", "the indent filter with a width"),
+    ("{{ '{:>2000000000}'.format(1) }}", "a format width over 1,000,000"),
+    ("{{ '{:>{w}}'.format(1, w=10**9) }}", "with a width of 1,000,000,000"),
+    ("{{ '%*d' % (10**9, 1) }}", "with a width of 1,000,000,000"),
+    ("{{ '%2000000000d'|format(1) }}", "a format width over 1,000,000"),
+])
+def test_runaway_sizes_are_refused(source: str, words: str) -> None:
+    with pytest.raises(TemplateError) as info:
+        Template(source).render()
+    message = str(info.value)
+    assert message.startswith(f"template {source!r}: line 1: ") and words in message
+    assert "the template sandbox allows at most" in message or "the template sandbox refuses" in message
+
+
+class _Boom:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __str__(self) -> str:
+        raise self.exc
+
+
+def test_exceptions_escaping_jinja_become_template_errors() -> None:
+    with pytest.raises(TemplateError, match=r"^template '\{\{ 1 / n \}\}': line 1: ZeroDivisionError"):
+        Template("{{ 1 / n }}").render(n=0)
+    with pytest.raises(TemplateError, match="line 2: out of memory while rendering"):
+        Template("a\n{{ x }}").render(x=_Boom(MemoryError()))
+    with pytest.raises(TemplateError, match="ValueError: bad value"):
+        Template("{{ x }}").render(x=_Boom(ValueError("bad value")))
+    with pytest.raises(TemplateError, match="too much recursion"):
+        Template("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}").render()
+    with pytest.raises(TemplateError, match="nested too deeply"):
+        Template("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}")
+
+
+def test_missing_attribute_is_a_template_error_not_a_missing_variable() -> None:
+    with pytest.raises(TemplateError) as info:
+        Template("{{ topic.nope }}").render(topic="x")
+    assert not isinstance(info.value, MissingVariableError)
+    assert "line 1: 'str object' has no attribute 'nope'" in str(info.value)
+
+
+def test_method_not_called_suggests_calling_it() -> None:
+    with pytest.raises(TemplateError) as info:
+        Template("About {{ topic.title }}").render(topic="cats")
+    assert str(info.value) == ("template 'About {{ topic.title }}': line 1: {{ topic.title }} is a "
+                               "method; did you mean topic.title()?")
+
+
+@pytest.mark.parametrize(("source", "variables", "words"), [
+    ("{% for t in ts %}{{ t.upper }}{% endfor %}", {"ts": ["a"]},
+     "{{ t.upper }} is a method; did you mean t.upper()?"),
+    ("{{ d['items'] }}", {"d": {}}, "{{ d['items'] }} is a method; did you mean d['items']()?"),
+    ("{{ fn }}", {"fn": len}, "{{ fn }} is a function; did you mean fn()?"),
+    ("{{ range }}", {}, "{{ range }} is a function; did you mean range()?"),
+    ("{{ (x|list)[0] }}", {"x": [str.upper]},
+     "a {{ }} expression is a method (str.upper), not text; did you forget the () that calls it?"),
+])
+def test_callables_rendered_as_text_are_refused(source: str, variables: dict[str, object],
+                                                words: str) -> None:
+    with pytest.raises(TemplateError) as info:
+        Template(source).render(**variables)
+    assert words in str(info.value)
+
+
+def test_lone_surrogate_in_a_variable_names_it() -> None:
+    with pytest.raises(TemplateError) as info:
+        Template("Summarize: {{ text }}").render(text="ok \ud800 then")
+    message = str(info.value)
+    assert "variable 'text' contains a lone surrogate ('\\ud800'" in message
+    assert "cannot be sent as UTF-8; remove or replace it" in message
+    assert "text.encode('utf-8', 'replace')" in message
+    message.encode("utf-8")  # the message itself can be printed and sent
+
+
+def test_lone_surrogate_in_the_template_or_the_output() -> None:
+    with pytest.raises(TemplateError, match=r"template text contains a lone surrogate.*remove or"):
+        Template("Hi \udc80 {{ x }}")
+    with pytest.raises(TemplateError, match=r"the rendered text .* contains a lone surrogate"):
+        Template("{{ x[0] }}").render(x=["\ud800"])
+    with pytest.raises(TemplateError, match=r"the rendered text .* contains a lone surrogate"):
+        Template('{{ "\\ud800" }}').render()
+    assert Template("{{ x }} é").render(x="naïve 😀") == "naïve 😀 é"
+
+
+@pytest.mark.parametrize("name", ["../secret.txt", "../../secret.txt", "sub/../../secret.txt",
+                                  "..\\secret.txt"])
+def test_names_cannot_climb_out_of_the_template_path(tmp_path: Path, name: str) -> None:
+    (tmp_path / "templates" / "sub").mkdir(parents=True)
+    (tmp_path / "secret.txt").write_text("the secret")
+    with pytest.raises(TemplateError) as info:
+        Template(name)
+    message = str(info.value)
+    assert f"template name {name!r} is not allowed" in message
+    assert "cannot be absolute or contain '..'" in message and "pass a pathlib.Path" in message
+
+
+def test_absolute_names_are_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the secret")
+    with pytest.raises(TemplateError, match="is not allowed: names are looked up inside the template"):
+        Template(str(secret))
+
+
+def test_symlink_out_of_the_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "secret.txt").write_text("the secret")
+    try:
+        (tmp_path / "templates" / "link.txt").symlink_to(tmp_path / "secret.txt")
+    except OSError:
+        pytest.skip("no symbolic links here")
+    (tmp_path / "templates" / "real.md").write_text("inside {{ x }}")
+    (tmp_path / "templates" / "alias.md").symlink_to(tmp_path / "templates" / "real.md")
+    with pytest.raises(TemplateError) as info:
+        Template("link.txt")
+    assert "resolves to" in str(info.value) and "outside that folder" in str(info.value)
+    assert "pass a pathlib.Path" in str(info.value)
+    assert Template("alias.md").render(x=1) == "inside 1"  # a link inside the folder is fine
+
+
+def test_a_path_loads_that_exact_file(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "p.md").write_text("exact {{ x }}")
+    t = Template(elsewhere / "p.md")
+    assert t.path == elsewhere / "p.md" and t.name == "p.md" and t.label == str(elsewhere / "p.md")
+    assert t.source == "exact {{ x }}" and t.variables == ("x",)
+    assert t.render(x=2) == "exact 2"
+    assert Template(Path("elsewhere/p.md")).render(x=3) == "exact 3"  # relative to the cwd
+    with pytest.raises(TemplateError, match="not found"):
+        Template(elsewhere / "nope.md")
+    with pytest.raises(TemplateError, match="is not a file"):
+        Template(elsewhere)
+    (elsewhere / "bad.md").write_bytes(b"caf\xe9")
+    with pytest.raises(TemplateError, match="is not UTF-8 text"):
+        Template(elsewhere / "bad.md")
+    with pytest.raises(TemplateError, match=r"file name, a pathlib\.Path or a Jinja2 string"):
+        Template(42)  # type: ignore[arg-type]

@@ -1,10 +1,16 @@
-"""Jinja2 templates: files on the template path, or inline strings, rendered in a sandbox."""
+"""Jinja2 templates: files on the template path, or inline strings, rendered in a sandbox.
+
+Templates are untrusted input: every failure, at construction or while rendering, comes out as
+`TemplateError` (or `MissingVariableError` for a variable not given) naming the template.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
-from functools import lru_cache
+import types
+from functools import lru_cache, wraps
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +20,9 @@ __all__ = ["Template", "template_path"]
 
 PACKAGE_TEMPLATES = Path(__file__).with_name("templates")
 _FILE_NAME = re.compile(r"^[\w./\\-]+\.[A-Za-z0-9]+$")
+_MAX_ITEMS = 1_000_000  # characters or items one `*` or padding (ljust, center, ...) may make
+_MAX_BITS = 100_000  # bits an integer `*` or `**` may make (str() stops at 4300 digits anyway)
+_PADDING = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
 
 
 def template_path() -> list[Path]:
@@ -24,56 +33,192 @@ def template_path() -> list[Path]:
     return [*folders, Path.cwd() / "templates", PACKAGE_TEMPLATES]
 
 
+class _Refused(Exception):
+    """Raised inside a render by the sandbox's guards; `Template` turns it into `TemplateError`."""
+
+
+class _CallableOutput(Exception):
+    """``{{ x }}`` gave a callable (a method not called, say): raised by the `finalize` hook."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__(value)
+        self.value = value
+
+
 @lru_cache(maxsize=1)
 def _environment() -> Any:
-    from jinja2 import StrictUndefined
+    from jinja2 import StrictUndefined, Undefined
     from jinja2.sandbox import SandboxedEnvironment
-    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True,
-                                autoescape=False)
+
+    def finalize(value: Any) -> Any:
+        # Called on the value of every {{ }}; StrictUndefined is callable but raises on str().
+        if callable(value) and not isinstance(value, Undefined):
+            raise _CallableOutput(value)
+        return value
+
+    class Sandbox(SandboxedEnvironment):
+        """The sandbox, plus limits on what `*`, `**` and padding may make (else MemoryError)."""
+
+        # Intercepted operators go through call_binop, and are not folded at compile time.
+        intercepted_binops = frozenset({"*", "**", "%"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "*":
+                _check_repeat(left, right)
+            elif operator == "**":
+                _check_power(left, right)
+            elif isinstance(left, str):  # 'printf' % args
+                _check_format(left, right)
+            return super().call_binop(context, operator, left, right)
+
+        def wrap_str_format(self, value: Any) -> Any:
+            wrapped = super().wrap_str_format(value)  # the sandbox's own str.format
+            if wrapped is None:
+                return None
+
+            def checked(*args: Any, **kwargs: Any) -> Any:
+                _check_format(value.__self__, (*args, kwargs))
+                return wrapped(*args, **kwargs)
+            return checked
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+            if getattr(__obj, "__name__", None) in _PADDING and isinstance(
+                    getattr(__obj, "__self__", None), str):
+                _check_width(f"str.{__obj.__name__}()", *args, *kwargs.values())
+            return super().call(__context, __obj, *args, **kwargs)
+
+    env = Sandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
+                  finalize=finalize)
+    for name in ("center", "indent"):
+        env.filters[name] = _width_checked(name, env.filters[name])
+    env.filters["format"] = _format_checked(env.filters["format"])
+    return env
+
+
+def _check_repeat(left: Any, right: Any) -> None:
+    if isinstance(left, int) and not isinstance(right, int):
+        left, right = right, left
+    if not isinstance(right, int):
+        return
+    if isinstance(left, int):
+        if left.bit_length() + right.bit_length() > _MAX_BITS:
+            raise _Refused(f"a '*' would make a number of more than {_MAX_BITS:,} bits; the "
+                           f"template sandbox refuses it")
+    elif isinstance(left, (str, bytes, list, tuple)) and len(left) * right > _MAX_ITEMS:
+        raise _Refused(f"a '*' would repeat a {type(left).__name__} to {len(left) * right:,} "
+                       f"items; the template sandbox allows at most {_MAX_ITEMS:,}")
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if (isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1
+            and exponent * base.bit_length() > _MAX_BITS):
+        raise _Refused(f"a '**' would make a number of more than {_MAX_BITS:,} bits; the "
+                       f"template sandbox refuses it")
+
+
+def _check_width(what: str, *args: Any) -> None:
+    for arg in args:
+        if isinstance(arg, int) and arg > _MAX_ITEMS:
+            raise _Refused(f"{what} with a width of {arg:,}; the template sandbox allows at most "
+                           f"{_MAX_ITEMS:,}")
+
+
+# A format spec: "{0:>{w}}" (group 1) or "%-*.3d" (group 2), for the widths in it.
+_FORMAT_SPEC = re.compile(r"\{[^{}]*?:((?:[^{}]|\{[^{}]*\})*)\}"
+                          r"|%((?:\([^)]*\))?[-#0 +]*(?:\d+|\*)?(?:\.(?:\d+|\*))?)[a-zA-Z%]")
+
+
+def _check_format(fmt: str, args: Any) -> None:
+    """Refuse widths over the limit in a format string, or in the arguments of "{:{w}}", "%*d"."""
+    for found in _FORMAT_SPEC.finditer(fmt):
+        spec = found.group(1) or found.group(2) or ""
+        if any(len(digits) > 6 and int(digits) > _MAX_ITEMS for digits in re.findall(r"\d+", spec)):
+            raise _Refused(f"a format width over {_MAX_ITEMS:,} in {_short(fmt)!r}; the template "
+                           f"sandbox allows at most {_MAX_ITEMS:,}")
+        if "{" in spec or "*" in spec:
+            given = args if isinstance(args, tuple) else (args,)
+            values = [v for a in given for v in (a.values() if isinstance(a, dict) else (a,))]
+            _check_width(f"the format {_short(fmt)!r}", *values)
+
+
+def _format_checked(jinja_filter: Any) -> Any:
+    @wraps(jinja_filter)
+    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            _check_format(value, (*args, kwargs))
+        return jinja_filter(value, *args, **kwargs)
+    return checked
+
+
+def _width_checked(name: str, jinja_filter: Any) -> Any:
+    @wraps(jinja_filter)  # keeps Jinja's pass_context/pass_environment marks, if any
+    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_width(f"the {name} filter", *args, *kwargs.values())
+        return jinja_filter(value, *args, **kwargs)
+    return checked
 
 
 class Template:
-    """A template given by file name or as inline text.
+    """A template given by file name, as a `pathlib.Path`, or as inline text.
 
     A string that names a file on `template_path` is loaded from it; a string that looks like a
     file name (``persona.md``) but is not found raises `TemplateError`; anything else is inline.
+    File names are looked up inside the template path folders only (no absolute paths, no
+    ``..``, no symbolic links out of the folder); a `pathlib.Path` loads exactly that file.
     """
 
-    def __init__(self, spec: str) -> None:
-        if not isinstance(spec, str):
-            raise TemplateError(f"a template must be a file name or a Jinja2 string, got "
-                                f"{type(spec).__name__}")
+    def __init__(self, spec: str | Path) -> None:
         self.spec = spec
         self.path: Path | None = None
-        self.source = spec
-        if "\n" not in spec and _FILE_NAME.match(spec.strip()):
-            searched = template_path()
-            for folder in searched:
-                candidate = folder / spec.strip()
-                if candidate.is_file():
-                    self.path = candidate
-                    self.source = candidate.read_text(encoding="utf-8")
-                    break
-            else:
-                raise TemplateError(f"template file {spec!r} not found; searched: "
-                                    f"{', '.join(str(f) for f in searched)}")
+        if isinstance(spec, Path):
+            self.path = spec
+            if not spec.is_file():
+                raise TemplateError(f"template file {spec} not found" if not spec.exists() else
+                                    f"template {spec} is not a file")
+            self.source = _read(spec)
+        elif not isinstance(spec, str):
+            raise TemplateError(f"a template must be a file name, a pathlib.Path or a Jinja2 "
+                                f"string, got {type(spec).__name__}")
+        else:
+            self.source = spec
+            if "\n" not in spec and _FILE_NAME.match(spec.strip()):
+                self.path = _find(spec.strip())
+                self.source = _read(self.path)
         self.name = str(self.path.name) if self.path else "<inline>"
         self._rendered: dict[tuple[Any, ...], str] = {}
+        if not self.source.isascii():
+            _check_encodable(self.source, f"template {self.label}: the template text", "text")
         from jinja2 import TemplateSyntaxError, meta, nodes
         env = _environment()
         try:
-            self._compiled = env.from_string(self.source)
             tree = env.parse(self.source)
+            for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import,
+                                       nodes.FromImport)):
+                tag = {nodes.Extends: "extends", nodes.Include: "include"}.get(type(node), "import")
+                raise TemplateError(
+                    f"template {self.label}: line {node.lineno}: {{% {tag} %}} is not supported: "
+                    f"llmkit templates cannot include, import or extend other template files; "
+                    f"pass the other text as a variable instead (e.g. {{{{ context }}}} with "
+                    f"context=Path('other.md').read_text())")
+            self._compiled = env.from_string(self.source)
             undeclared = meta.find_undeclared_variables(tree)
             # In the order they first appear (the playground shows fields in this order).
             self.variables: tuple[str, ...] = tuple(dict.fromkeys(
                 n.name for n in tree.find_all(nodes.Name) if n.name in undeclared))
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template {self.label}: line {exc.lineno}: {exc.message}") from None
+        except TemplateError:
+            raise
+        except RecursionError:
+            raise TemplateError(f"template {self.label}: nested too deeply to compile (brackets "
+                                f"or blocks inside one another thousands deep)") from None
+        except Exception as exc:  # untrusted input: nothing raw escapes
+            raise TemplateError(f"template {self.label} could not be compiled: "
+                                f"{type(exc).__name__}: {exc}") from None
 
     @property
     def label(self) -> str:
-        return str(self.path) if self.path else repr(_short(self.spec))
+        return str(self.path) if self.path else repr(_short(str(self.spec)))
 
     def render(self, **variables: Any) -> str:
         """Render with ``variables``; a missing one raises `MissingVariableError` naming it.
@@ -94,18 +239,155 @@ class Template:
         return text
 
     def _render(self, variables: dict[str, Any]) -> str:
+        for name in self.variables:
+            value = variables.get(name)
+            if isinstance(value, str) and not value.isascii():
+                _check_encodable(value, f"template {self.label}: variable {name!r}", name)
+        try:
+            text: str = self._compiled.render(**variables)
+        except Exception as exc:  # untrusted input: nothing raw escapes
+            raise self._error(exc, variables) from None
+        if not text.isascii():  # O(1) in CPython; a lone surrogate from a list, dict, object...
+            _check_encodable(text, f"template {self.label}: the rendered text (from a string in a "
+                                   f"list, dict or object given to it?)", "text")
+        return text
+
+    def _error(self, exc: Exception, variables: dict[str, Any]) -> TemplateError:
+        """The `TemplateError` for an exception that escaped a render."""
         from jinja2 import TemplateError as JinjaError
         from jinja2 import UndefinedError
-        try:
-            return self._compiled.render(**variables)
-        except UndefinedError as exc:
-            found = re.search(r"'([^']+)' is undefined", str(exc))
-            raise MissingVariableError(found.group(1) if found else str(exc), self.label) from None
-        except JinjaError as exc:
-            raise TemplateError(f"template {self.label}: {exc}") from None
+        from jinja2.sandbox import MAX_RANGE
+        if isinstance(exc, UndefinedError):
+            found = re.fullmatch(r"'([^']+)' is undefined", str(exc))
+            if found:
+                return MissingVariableError(found.group(1), self.label)
+        line = _template_line(exc)
+        where = f"template {self.label}: " + (f"line {line}: " if line else "")
+        if isinstance(exc, _CallableOutput):
+            return TemplateError(where + self._callable_message(exc.value, variables))
+        if isinstance(exc, (_Refused, JinjaError)):
+            return TemplateError(where + str(exc))
+        if isinstance(exc, OverflowError) and "MAX_RANGE" in str(exc):
+            return TemplateError(f"{where}range() is too big: the template sandbox allows at most "
+                                 f"{MAX_RANGE:,} items; use a smaller range")
+        if isinstance(exc, MemoryError):
+            return TemplateError(f"{where}out of memory while rendering: something in the "
+                                 f"template makes a value too large")
+        if isinstance(exc, RecursionError):
+            return TemplateError(f"{where}too much recursion while rendering (a macro that calls "
+                                 f"itself without end?)")
+        return TemplateError(f"{where}{type(exc).__name__}: {exc}")
+
+    def _callable_message(self, value: Any, variables: dict[str, Any]) -> str:
+        """``{{ topic.title }} is a method; did you mean topic.title()?`` (or as near as known)."""
+        from jinja2 import nodes
+        from jinja2.runtime import Macro
+        if isinstance(value, type):
+            kind = "a class"
+        elif isinstance(value, Macro):
+            kind = "a macro"
+        elif inspect.ismethod(value) or inspect.ismethoddescriptor(value) or (
+                isinstance(value, types.BuiltinMethodType)  # "ab".title, but not len
+                and value.__self__ is not None and not isinstance(value.__self__, types.ModuleType)):
+            kind = "a method"
+        elif inspect.isfunction(value) or isinstance(value, types.BuiltinFunctionType):
+            kind = "a function"
+        else:
+            kind = f"a callable {type(value).__name__} object"
+        name = getattr(value, "__name__", None) or getattr(value, "name", None)
+        env = _environment()
+        for output in env.parse(self.source).find_all(nodes.Output):
+            for node in output.nodes:
+                text = _expression_text(node)
+                if text is None:
+                    continue
+                if isinstance(node, nodes.Name):
+                    found = (variables.get(node.name, _MISSING) is value
+                             or env.globals.get(node.name, _MISSING) is value)
+                elif isinstance(node, nodes.Getattr):
+                    found = node.attr == name
+                else:
+                    found = node.arg.value == name
+                if found:
+                    return f"{{{{ {text} }}}} is {kind}; did you mean {text}()?"
+        what = getattr(value, "__qualname__", None) or name or type(value).__name__
+        return (f"a {{{{ }}}} expression is {kind} ({what}), not text; did you forget the () "
+                f"that calls it?")
 
     def __repr__(self) -> str:
         return f"Template({self.label})"
+
+
+def _find(name: str) -> Path:
+    """The file ``name`` in the first template path folder that has it, kept inside that folder."""
+    parts = re.split(r"[/\\]", name)
+    if name.startswith(("/", "\\")) or ".." in parts:
+        raise TemplateError(
+            f"template name {name!r} is not allowed: names are looked up inside the template "
+            f"path folders only, so they cannot be absolute or contain '..'; to load a file "
+            f"elsewhere, pass a pathlib.Path: Template(Path({name!r}))")
+    searched = template_path()
+    for folder in searched:
+        candidate = folder / name
+        if candidate.is_file():
+            target = candidate.resolve()
+            if not target.is_relative_to(folder.resolve()):
+                raise TemplateError(
+                    f"template {name!r} in {folder} resolves to {target}, outside that folder "
+                    f"(through a symbolic link); names load files inside the template path "
+                    f"folders only: to load it anyway, pass a pathlib.Path: "
+                    f"Template(Path({str(target)!r}))")
+            return candidate
+    raise TemplateError(f"template file {name!r} not found; searched: "
+                        f"{', '.join(str(f) for f in searched)}")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"template file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                            f"at position {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise TemplateError(f"template file {path} could not be read: {exc.strerror or exc}") from None
+
+
+def _check_encodable(text: str, what: str, name: str) -> None:
+    """`TemplateError` if ``text`` has a lone surrogate: it could not be sent as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        line = text.count("\n", 0, exc.start) + 1
+        raise TemplateError(
+            f"{what} contains a lone surrogate ({text[exc.start]!r} at line {line}, position "
+            f"{exc.start}), which cannot be sent as UTF-8; remove or replace it, e.g. "
+            f"{name}.encode('utf-8', 'replace')"
+            f".decode('utf-8')") from None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an exception was raised at (Jinja rewrites tracebacks to show it)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _expression_text(node: Any) -> str | None:
+    """``topic.title`` for a Name/Getattr/Getitem chain (None for anything else)."""
+    from jinja2 import nodes
+    if isinstance(node, nodes.Name):
+        return str(node.name)
+    if isinstance(node, nodes.Getattr):
+        inner = _expression_text(node.node)
+        return None if inner is None else f"{inner}.{node.attr}"
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        inner = _expression_text(node.node)
+        return None if inner is None else f"{inner}[{node.arg.value!r}]"
+    return None
 
 
 _REMEMBERED = 256  # renders kept per template

@@ -289,6 +289,9 @@ class LLMMagics(Magics):
             if key is not None and args.value is not None:
                 config.force_default_value(key, args.value)
             settings = config.resolve()
+        secret = {"base_url": "api_key", "azure_endpoint": "azure_api_key"}.get(key or "")
+        if secret and args.value and settings.get(secret):
+            print(f"note: calls now send your {secret.upper()} to {args.value}")
         for name in [key] if key else list(settings):
             value = settings[name]
             shown = "(not set)" if value is None else "<hidden>" if name in config.SECRET_KEYS else value
