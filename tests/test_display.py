@@ -69,7 +69,9 @@ def test_llmcall_after_a_call_shows_messages_output_usage_cost(llm: OpenAITestSe
     totals = (f"tokens: prompt {usage['prompt_tokens']} · completion {usage['completion_tokens']} · "
               f"total {usage['total_tokens']}")
     assert text.endswith(totals) and totals in page and totals in md
-    assert f'<span class="llmkit-tokens">{per_message[1]} tokens</span>' in page
+    assert re.search(rf'<span class="llmkit-tokens"[^>]*>{per_message[1]} tokens</span>', page)
+    assert page.index("llmkit-output") < page.index("llmkit-prompt") < page.index("llmkit-header")
+    assert '<details class="llmkit-prompt">' in page  # the prompt is collapsed under the answer
     assert '<div class="llmkit-output"' in page and "<p>echo: Tell me about the sea.</p>" in page
     assert "**output**\n\necho: Tell me about the sea." in md
     assert "llmkit-cache-hit" not in page
@@ -94,8 +96,8 @@ def test_output_is_rendered_as_markdown(llm: OpenAITestServer) -> None:
 def test_long_messages_collapse(llm: OpenAITestServer) -> None:
     long_text = "word " * 200
     bundle = LLMCall("short system", "{{ q }}").call(q=long_text)._repr_mimebundle_()
-    assert bundle["text/html"].count("<details") == 1
-    assert "<div class=\"llmkit-message\"><b>system</b>" in bundle["text/html"]
+    assert bundle["text/html"].count('<details class="llmkit-message"') == 1
+    assert re.search(r'<div class="llmkit-message"[^>]*><span[^>]*>system</span>', bundle["text/html"])
     assert bundle["text/markdown"].count("<details><summary>user · ") == 1
     assert re.search(r"\[user · \d+ tokens\] (word ){80}.*… \(\d+ more characters\)", bundle["text/plain"])
 
@@ -185,3 +187,15 @@ def test_a_server_that_reports_no_usage_shows_no_cost() -> None:
     text = display.mimebundle(completion)["text/plain"]
     assert text.splitlines()[0] == "Completion · gpt-4o · 0.25 s"
     assert "cost" not in text and "tokens:" not in text and text.endswith("[output] hey")
+
+
+def test_a_cut_off_answer_is_flagged_above_it_and_defaults_are_not_repeated(
+        llm: OpenAITestServer) -> None:
+    result = LLMCall("s", "{{ q }}", max_tokens=2).call(q="one two three four")
+    assert result.completion.finish_reason == "length"
+    page = result._repr_mimebundle_()["text/html"]
+    assert page.index("llmkit-warning") < page.index("llmkit-output")
+    assert "cut off: the answer reached its max_tokens limit" in page
+    plain = LLMCall("s", "u").call()._repr_mimebundle_()
+    assert "max_tokens=1024" not in plain["text/html"] and "max_tokens" not in plain["text/plain"]
+    assert "var(--jp-border-color2" in plain["text/html"]  # JupyterLab's theme variables

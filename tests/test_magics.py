@@ -222,14 +222,14 @@ def test_llm_api_table_and_switching(ip: InteractiveShell, llm: OpenAITestServer
     out, _ = run(ip, "%llm_api")
     assert local.server_url() == local_server  # listing "local" starts no model server
     rows = api_rows(out)
-    assert rows["openai"] == ["yes", "configured"] and rows["azure"] == ["missing"]
+    assert rows["openai"] == ["yes", "configured,", "server", "answers"] and rows["azure"] == ["missing"]
     assert set(rows) == set(llmkit.registered())
     out, _ = run(ip, "%llm_api Azure")
     assert out.stdout == "active API type: azure (no credentials configured)\n"
     assert registry.client().api_type == "azure"
     out, _ = run(ip, "%llm_api")
     rows = api_rows(out)
-    assert rows["openai"] == ["configured"] and rows["azure"] == ["yes", "missing"]
+    assert rows["openai"][0] == "configured," and rows["azure"] == ["yes", "missing"]
 
 
 def test_llm_api_unknown_name_lists_the_choices(ip: InteractiveShell, llm: OpenAITestServer) -> None:
@@ -319,3 +319,28 @@ def test_any_variable_name_works_even_those_llmcall_call_takes(
     ip.user_ns["cache"] = "a cache"
     run(ip, "%%llm --format text\nWhat is {{ cache }}?\n")
     assert llm.requests[-1].body["messages"][-1]["content"] == "What is a cache?"
+
+
+def test_a_configured_server_that_does_not_answer_is_not_called_configured(
+        ip: InteractiveShell, llm: OpenAITestServer) -> None:
+    import socket
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    llmkit.register_client("ollama", llmkit.CompatibleClient(base_url=f"http://127.0.0.1:{port}/v1"))
+    rows = api_rows(run(ip, "%llm_api")[0])
+    assert rows["ollama"] == ["configured,", "no", "server", "answering"]
+
+
+def test_the_first_five_minutes(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    out, _ = run(ip, "%reload_ext llmkit")
+    assert out.stdout == ("llmkit: api type openai, model gpt-4o-mini (no API key configured: "
+                          "%llm_api local runs a model on this machine, no key)\n")
+    out, result = run(ip, "%%llm --temprature 0\nhi\n")
+    assert "did you mean --temperature?" in str(result.error_in_exec)
+    assert "%%llm [" in (ip.find_cell_magic("llm").__doc__ or "")  # what %%llm? shows
+    out, result = run(ip, "%%llm\nhi\n")  # no key: the error names the magic that fixes it
+    assert "%llm_api local" in str(result.error_in_exec)
+    run(ip, "%llm_api local")
+    out, _ = run(ip, "%llm_config model")
+    assert out.stdout == "MODEL = smollm2-135m-instruct\n"  # what the active client really uses

@@ -70,7 +70,7 @@ def test_llmcall_shows_escaped_html_with_token_counts(executed: tuple[Any, Any, 
     assert "echo: Repeat: &lt;b&gt;bold&lt;/b&gt; &amp; &lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<script>" not in page and "<b>bold" not in page
     # the server counts words: 4 per message plus its words; "echo:" and the user's 4 words
-    assert '<div class="llmkit-tokens">tokens: prompt 15 · completion 5 · total 20</div>' in page
+    assert '<span class="llmkit-tokens">tokens: prompt 15 · completion 5 · total 20</span>' in page
 
 
 def test_streamed_cell_fills_in_and_ends_like_the_plain_display(

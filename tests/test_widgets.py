@@ -35,7 +35,7 @@ def test_view_of_a_completion(llm: OpenAITestServer) -> None:
     assert "temperature=0" in header.value and "cost ≈ $" in header.value
     assert "llmkit-cache-hit" not in header.value
     assert [child.value.count("llmkit-message") for child in messages.children] == [1, 1]
-    assert "<b>system</b>" in messages.children[0].value and "Be brief." in messages.children[0].value
+    assert ">system</span>" in messages.children[0].value and "Be brief." in messages.children[0].value
     assert "tokens</span>" in messages.children[1].value
     assert "llmkit-output" in output._dom_classes and "<strong>red</strong>" in output.value
     assert "llmkit-tokens" in tokens._dom_classes

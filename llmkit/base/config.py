@@ -31,6 +31,7 @@ __all__ = [
     "SECRET_KEYS",
     "Settings",
     "force_default_value",
+    "package_defaults",
     "parse_value",
     "reset_forced",
     "resolve",
@@ -314,6 +315,12 @@ def resolve() -> Settings:
     settings = Settings(values, frozenset(defaults), frozenset(workdir))
     _resolved = (fingerprint, settings)
     return settings
+
+
+def package_defaults() -> dict[str, Any]:
+    """The values of llmkit's own ``config.ini`` (what a display leaves out as not worth showing)."""
+    return {key: parse_value(key, raw, source)
+            for key, (raw, source) in _read_file(PACKAGE_CONFIG).items()}
 
 
 def force_default_value(key: str, value: Any) -> None:

@@ -53,8 +53,9 @@ class Recording:
         return ReplayMissError(
             f"replay: this call is not in the recording {str(self.path)!r} (api type {api_type!r}, "
             f"model {request.get('model')!r}, asking {shown!r}). To run it for real, turn replay off "
-            "(llmkit.force_api_cache(True, replay=None), or unset REPLAY / LLMKIT_REPLAY) and set "
-            "OPENAI_API_KEY, or switch to the local model with %llm_api local.")
+            "(llmkit.force_api_cache(True, replay=None), or unset REPLAY / LLMKIT_REPLAY)"
+            + (" and the local model will answer." if api_type == "local" else
+               " and set OPENAI_API_KEY, or switch to the local model with %llm_api local."))
 
     def __repr__(self) -> str:
         return f"Recording({str(self.path)!r}, calls={len(self)})"

@@ -31,6 +31,7 @@ __all__ = [
     "COLLAPSE_AT",
     "CallSummary",
     "MessageView",
+    "answer_html",
     "format_cost",
     "header_html",
     "in_kernel",
@@ -142,8 +143,12 @@ def _tokens(message: Mapping[str, Any], model: str) -> int:
 
 
 def _shown_params(params: Mapping[str, Any], scrub: Scrub) -> dict[str, str]:
+    """Parameters worth showing: those that differ from llmkit's defaults (credentials hidden)."""
     shown = {}
+    defaults = config.package_defaults()
     for key, value in params.items():
+        if key in defaults and defaults[key] == value:
+            continue
         text = _HIDDEN if _SECRET_NAME.search(key) else scrub(repr(value))
         shown[key] = text if len(text) <= 80 else text[:79] + "…"
     return shown
@@ -231,7 +236,7 @@ def _fence(text: str) -> str:
 def _header_parts(s: CallSummary) -> list[str]:
     """Parameters, finish reason, latency and cost (the title, model and cache hit come apart)."""
     parts = [f"{k}={v}" for k, v in s.params.items()]
-    if s.finish_reason not in (None, "stop"):
+    if s.finish_reason not in (None, "stop", *CUT_OFF):  # cut-off ones are flagged above the answer
         parts.append(f"finish_reason={s.finish_reason}")
     if s.latency is not None:
         parts.append(f"{s.latency:.2f} s")
@@ -273,42 +278,75 @@ def to_text(s: CallSummary) -> str:
 
 
 # -- text/html ------------------------------------------------------------------------------------
+# JupyterLab's CSS variables (with fallbacks for nbconvert and GitHub), so both themes read well.
 
-_PRE = 'style="white-space:pre-wrap;margin:0.2em 0 0.6em 0"'
-_BADGE = ('class="llmkit-cache-hit" style="background:#2e7d32;color:white;border-radius:3px;'
-          'padding:0 4px"')
+BOX_STYLE = ("border:1px solid var(--jp-border-color2,#d0d0d0);border-radius:6px;padding:8px 12px;"
+        "margin:2px 0;line-height:1.45;max-width:110ch;color:var(--jp-content-font-color1,inherit);"
+        "background:var(--jp-layout-color0,transparent)")
+_LABEL = ("font-size:0.75em;text-transform:uppercase;letter-spacing:0.05em;"
+          "color:var(--jp-ui-font-color2,#777)")
+_MESSAGE = ("border:1px solid var(--jp-border-color3,#e6e6e6);border-radius:4px;padding:4px 8px;"
+            "margin:4px 0;background:var(--jp-layout-color1,transparent)")
+_PRE = 'style="white-space:pre-wrap;margin:0.2em 0"'
+_FOOTER = ("margin-top:6px;font-size:0.85em;color:var(--jp-ui-font-color2,#666);"
+           "border-top:1px solid var(--jp-border-color3,#eee);padding-top:4px")
+_WARN = ("margin:0 0 6px 0;padding:3px 8px;border-radius:4px;font-weight:600;"
+         "background:var(--jp-warn-color3,#fff3cd);color:var(--jp-warn-color0,#7a4d00);"
+         "border:1px solid var(--jp-warn-color1,#e0a800)")
+_BADGE = ('class="llmkit-cache-hit" style="background:var(--jp-success-color1,#2e7d32);color:white;'
+          'border-radius:3px;padding:0 5px;white-space:nowrap"')
+CUT_OFF = {"length": "cut off: the answer reached its max_tokens limit (finish_reason='length')",
+           "content_filter": "filtered: the provider's content filter stopped the answer "
+                             "(finish_reason='content_filter')"}
 
 
 def header_html(s: CallSummary) -> str:
-    """The header line: title, model, parameters, latency, cost and the cache-hit badge."""
-    parts = [f"<b>{html.escape(s.title)}</b>", f"<code>{html.escape(s.model)}</code>",
+    """The footer line: model, parameters that differ from the defaults, tokens, cost, latency,
+    the cache-hit badge (each item kept whole: no wrap inside one)."""
+    items = [f"<b>{html.escape(s.title)}</b>", f"<code>{html.escape(s.model)}</code>",
              *map(html.escape, _header_parts(s))]
-    return " · ".join(parts) + (f" <span {_BADGE}>cache hit</span>" if s.cached else "")
+    if s.usage is not None:
+        items.append(f'<span class="llmkit-tokens">{html.escape(usage_text(s))}</span>')
+    shown = " · ".join(f'<span style="white-space:nowrap">{item}</span>' for item in items)
+    return shown + (f" <span {_BADGE}>cache hit</span>" if s.cached else "")
 
 
 def message_html(m: MessageView) -> str:
-    """One message: role and token count, then the escaped text (collapsed when long)."""
-    label = (f'<b>{html.escape(m.role)}</b>'
-             + (f' <span class="llmkit-tokens">{m.tokens} tokens</span>' if m.tokens is not None else ""))
+    """One message in a box labelled with its role and token count (collapsed when long)."""
+    label = (f'<span style="{_LABEL}">{html.escape(m.role)}</span>'
+             + (f' <span class="llmkit-tokens" style="{_LABEL}">{m.tokens} tokens</span>'
+                if m.tokens is not None else ""))
     body = f'<div {_PRE}>{html.escape(m.content)}</div>'
     if len(m.content) > COLLAPSE_AT:
-        return (f'<details class="llmkit-message"><summary>{label} · '
+        return (f'<details class="llmkit-message" style="{_MESSAGE}"><summary>{label} · '
                 f'{len(m.content)} characters</summary>{body}</details>')
-    return f'<div class="llmkit-message">{label}{body}</div>'
+    return f'<div class="llmkit-message" style="{_MESSAGE}">{label}{body}</div>'
+
+
+def answer_html(text: str, finish_reason: str | None = None) -> str:
+    """The answer box alone: what a streaming display shows, and the top of the full view, so
+    the answer does not move when the final view replaces the stream."""
+    warning = CUT_OFF.get(finish_reason or "")
+    flag = f'<div class="llmkit-warning" style="{_WARN}">⚠ {html.escape(warning)}</div>' if warning else ""
+    return (f'{flag}<div class="llmkit-output"><div style="{_LABEL}">answer</div>'
+            f'{markdown_html(text)}</div>')
 
 
 def to_html(s: CallSummary) -> str:
-    """HTML with every user and model text escaped."""
-    parts = [f'<div class="llmkit-header">{header_html(s)}</div>']
-    if s.variables:
-        parts.append(f"<div>variables: {html.escape(', '.join(s.variables))}</div>")
-    parts += [message_html(m) for m in s.messages]
+    """The answer first, the prompt below it (collapsed once there is an answer), then one footer
+    line. Every user, model and server text is escaped."""
+    parts = []
     if s.output is not None:
-        parts.append(f'<div class="llmkit-output" style="border-left:3px solid #888;padding-left:8px">'
-                     f'{markdown_html(s.output)}</div>')
-    if s.usage is not None:
-        parts.append(f'<div class="llmkit-tokens">{html.escape(usage_text(s))}</div>')
-    return '<div class="llmkit-call">' + "\n".join(parts) + "</div>"
+        parts.append(answer_html(s.output, s.finish_reason))
+    prompt = [message_html(m) for m in s.messages]
+    if s.variables:
+        prompt.insert(0, f"<div style=\"{_LABEL}\">variables: {html.escape(', '.join(s.variables))}</div>")
+    summary = f"prompt · {len(s.messages)} message{'' if len(s.messages) == 1 else 's'}"
+    opened = "" if s.output is not None else " open"
+    parts.append(f'<details class="llmkit-prompt"{opened}><summary style="{_LABEL};cursor:pointer">'
+                 f'{summary}</summary>{"".join(prompt)}</details>')
+    parts.append(f'<div class="llmkit-header" style="{_FOOTER}">{header_html(s)}</div>')
+    return f'<div class="llmkit-call" style="{BOX_STYLE}">' + "\n".join(parts) + "</div>"
 
 
 # -- text/markdown --------------------------------------------------------------------------------

@@ -8,16 +8,19 @@ are traitlets (``%config LLMMagics.default_format = 'text'``). llmkit's errors a
 from __future__ import annotations
 
 import argparse
+import difflib
 import html
 import json
 import re
 import shlex
+import socket
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
@@ -31,7 +34,7 @@ from ..base.result import Result
 from ..calls.llmcall import LLMCall
 from ..clients import registry
 from ..clients.store import open_cache
-from .display import markdown_html
+from .display import BOX_STYLE, answer_html
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -65,7 +68,33 @@ def _parse(magic: Any, line: str) -> argparse.Namespace:
         argv = list(lexer)
     except ValueError as exc:
         raise UsageError(f"{line!r}: {exc}") from None
-    return magic.parser.parse_args(argv)  # type: ignore[no-any-return]
+    try:
+        return magic.parser.parse_args(argv)  # type: ignore[no-any-return]
+    except UsageError as exc:
+        found = re.search(r"unrecognized arguments: (\S+)", str(exc))
+        options = [o for action in magic.parser._actions for o in action.option_strings]
+        close = difflib.get_close_matches(found.group(1), options, n=1) if found else []
+        if close:
+            raise UsageError(f"{exc} (did you mean {close[0]}?)") from None
+        raise
+
+
+def _status(client: Any) -> str:
+    """Credentials for an api type, and for a server on this machine whether it answers: a
+    configured URL with nothing listening is not "configured" (a short connect, no request)."""
+    if not client.credentials_configured():
+        return "missing"
+    try:
+        url = urlsplit(str(client.endpoint(client.settings())))
+    except LLMKitError:
+        return "missing"
+    if url.hostname not in ("localhost", "127.0.0.1", "::1") or client.api_type == "local":
+        return "configured"
+    try:
+        with socket.create_connection((url.hostname, url.port or 80), timeout=0.3):
+            return "configured, server answers"
+    except OSError:
+        return "configured, no server answering"
 
 
 def _identifier(text: str) -> str:
@@ -91,10 +120,12 @@ class _Live:
         self.last = time.monotonic()
 
     def bundle(self) -> dict[str, str]:
-        """The answer so far: plain, and for markdown also rendered (raw HTML shown as text)."""
+        """The answer so far: plain, and for markdown the answer box of the final view (rendered,
+        raw HTML shown as text), so the answer stays where it is when the final view arrives."""
         if self.fmt != "markdown":
             return {"text/plain": self.text}
-        return {"text/plain": self.text, "text/html": markdown_html(self.text)}
+        return {"text/plain": self.text,
+                "text/html": f'<div class="llmkit-call" style="{BOX_STYLE}">{answer_html(self.text)}</div>'}
 
     def __call__(self, delta: str) -> None:
         self.text += delta
@@ -114,13 +145,12 @@ def _by_kind(counts: dict[str, int]) -> str:
 class _ApiTable:
     """The registered api types: active or not, credentials configured or not (never shown)."""
 
-    def __init__(self, rows: list[tuple[str, bool, bool]]) -> None:
+    def __init__(self, rows: list[tuple[str, bool, str]]) -> None:
         self.rows = rows
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         head = ("api type", "active", "credentials")
-        cells = [(name, "yes" if active else "", "configured" if ok else "missing")
-                 for name, active, ok in self.rows]
+        cells = [(name, "yes" if active else "", status) for name, active, status in self.rows]
         widths = [max(len(row[i]) for row in [head, *cells]) for i in range(3)]
         text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                          for row in [head, *cells])
@@ -233,7 +263,7 @@ class LLMMagics(Magics):
             rows = []
             for name in registry.registered():
                 client = registry.client(name)
-                rows.append((name, client is active, client.credentials_configured()))
+                rows.append((name, client is active, _status(client)))
         display(_ApiTable(rows))
 
     @magic_arguments.magic_arguments()
@@ -288,7 +318,7 @@ class LLMMagics(Magics):
                 config.parse_value(key, args.value, "%llm_config")
             if key is not None and args.value is not None:
                 config.force_default_value(key, args.value)
-            settings = config.resolve()
+            settings = registry.client().settings()  # what the active client uses (local: its model)
         secret = {"base_url": "api_key", "azure_endpoint": "azure_api_key"}.get(key or "")
         if secret and args.value and settings.get(secret):
             print(f"note: calls now send your {secret.upper()} to {args.value}")
@@ -298,8 +328,22 @@ class LLMMagics(Magics):
             print(f"{name.upper()} = {shown}")
 
 
+# magic_arguments names every magic "%name" in its help; this one is a cell magic.
+LLMMagics.llm.__doc__ = (LLMMagics.llm.__doc__ or "").replace("%llm ", "%%llm ", 1)
+LLMMagics.llm.parser.prog = "%%llm"  # type: ignore[attr-defined]
+
+
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics with ``ipython`` (``%load_ext llmkit``; ``%reload_ext`` replaces them)."""
+    """Register the magics with ``ipython`` (``%load_ext llmkit``; ``%reload_ext`` replaces them)
+    and say in one line what will answer, and how to run without a key."""
     ipython.configurables[:] = [c for c in ipython.configurables
                                 if type(c).__name__ != LLMMagics.__name__]
     ipython.register_magics(LLMMagics(ipython))
+    try:
+        client = registry.client()
+        line = f"llmkit: api type {client.api_type}, model {client.settings()['model']}"
+        if not client.credentials_configured():
+            line += " (no API key configured: %llm_api local runs a model on this machine, no key)"
+    except LLMKitError as exc:
+        line = f"llmkit: the configuration has a problem: {exc}"
+    print(line)
