@@ -4,6 +4,12 @@ Stdlib only. Serves ``/v1/chat/completions`` (JSON and SSE streaming),
 ``/v1/embeddings``, ``/v1/models`` and the Azure
 ``/openai/deployments/<name>/...`` equivalents on 127.0.0.1.
 
+Scripted behaviours (each consumed once per matching request, FIFO, with
+``times=`` and ``path_contains=``): ``reply``, ``surrogate_text``,
+``null_message`` and ``no_message`` shape chat answers (only chat requests
+consume them); ``fail``, ``delay``, ``drop``, ``malformed``, ``body``,
+``echo_key``, ``cut_stream`` and ``trickle`` apply to any path.
+
 Run ``python -m tests.openai_server`` to serve until killed; it prints
 ``OPENAI_BASE_URL=...`` on its first line.
 """
@@ -44,15 +50,18 @@ class RecordedRequest:
     time: float
 
 
+_CHAT_KINDS = frozenset({"reply", "null_message", "no_message"})
+
+
 @dataclass
 class _Action:
-    kind: str  # "reply" | "fail" | "delay" | "drop" | "malformed"
+    kind: str  # "reply" | "fail" | "delay" | "drop" | "malformed" | "body" | "echo_key" | ...
     times: int
     path_contains: str | None
     params: dict[str, Any] = field(default_factory=dict)
 
     def matches(self, path: str) -> bool:
-        if self.kind == "reply" and not path.endswith("chat/completions"):
+        if self.kind in _CHAT_KINDS and not path.endswith("chat/completions"):
             return False
         return self.path_contains is None or self.path_contains in path
 
@@ -112,10 +121,35 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+@dataclass
+class _Delivery:
+    """How the answer to one request goes on the wire when it is not sent normally."""
+
+    kind: str  # "cut_stream" | "trickle"
+    params: dict[str, Any]
+    wake: threading.Event  # set by reset()/stop(): a trickle ends at once
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _is_content_chunk(event: Any) -> bool:
+    choices = event.get("choices") if isinstance(event, dict) else None
+    return bool(choices) and bool(((choices[0] or {}).get("delta") or {}).get("content"))
+
+
+def _is_final_event(event: Any) -> bool:
+    """A chunk that finishes a choice, or the usage-only chunk: never sent by a cut stream."""
+    choices = event.get("choices") if isinstance(event, dict) else None
+    return not choices or any(isinstance(c, dict) and c.get("finish_reason") is not None for c in choices)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server: _Server
+    delivery: _Delivery | None = None  # set per request by the owner
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -132,6 +166,11 @@ class _Handler(BaseHTTPRequestHandler):
     def send_raw(
         self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
     ) -> None:
+        delivery = self.delivery
+        if delivery is not None and delivery.kind == "cut_stream":
+            return self._send_cut(status, content_type, headers, [data[: len(data) // 2]])
+        if delivery is not None and delivery.kind == "trickle":
+            return self._send_trickle(status, content_type, headers, data, delivery)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -142,16 +181,85 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_sse(self, events: list[Any]) -> None:
         """Send ``data:`` events with chunked transfer encoding, then ``[DONE]``."""
+        sse = {"Cache-Control": "no-cache"}
+        delivery = self.delivery
+        if delivery is not None and delivery.kind == "cut_stream":
+            after, sent, parts = int(delivery.params["after"]), 0, []
+            for event in events:
+                if sent >= after or _is_final_event(event):
+                    break
+                parts.append(f"data: {json.dumps(event)}\n\n".encode())
+                sent += _is_content_chunk(event)
+            return self._send_cut(200, "text/event-stream", sse, parts)
+        parts = [f"data: {event}\n\n".encode() for event in [*map(json.dumps, events), "[DONE]"]]
+        if delivery is not None and delivery.kind == "trickle":
+            return self._send_trickle(200, "text/event-stream", sse, b"".join(parts), delivery)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for event in [*map(json.dumps, events), "[DONE]"]:
-            data = f"data: {event}\n\n".encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        for data in parts:
+            self.wfile.write(_chunk(data))
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
+
+    def _send_headers(self, status: int, content_type: str, headers: dict[str, str] | None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+
+    def _send_cut(
+        self, status: int, content_type: str, headers: dict[str, str] | None, parts: list[bytes]
+    ) -> None:
+        """Send ``parts`` and hang up, never completing the body (see ``cut_stream``)."""
+        assert self.delivery is not None
+        framing = self.delivery.params["framing"]
+        self._send_headers(status, content_type, headers)
+        if framing == "close":
+            self.send_header("Connection", "close")  # no length: the body ends at EOF
+        else:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for data in parts:
+            if data:
+                self.wfile.write(data if framing == "close" else _chunk(data))
+                self.wfile.flush()
+        self.close_connection = True  # chunked: closed without the final 0-size chunk
+
+    def _send_trickle(
+        self,
+        status: int,
+        content_type: str,
+        headers: dict[str, str] | None,
+        data: bytes,
+        delivery: _Delivery,
+    ) -> None:
+        """Send ``data`` one byte per chunk every ``interval`` s, for at most ``seconds`` s."""
+        interval = max(0.0, float(delivery.params["interval"]))
+        deadline = time.monotonic() + max(0.0, float(delivery.params["seconds"]))
+        self._send_headers(status, content_type, headers)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for index in range(len(data)):
+                if index and interval:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or delivery.wake.wait(min(interval, remaining)):
+                        break
+                    if interval >= remaining:
+                        break  # the deadline came before this byte
+                elif time.monotonic() >= deadline:
+                    break
+                self.wfile.write(_chunk(data[index : index + 1]))
+                self.wfile.flush()
+            else:
+                self.wfile.write(b"0\r\n\r\n")
+                return
+        except OSError:
+            pass  # the client hung up
+        self.close_connection = True
 
 
 class OpenAITestServer:
@@ -254,13 +362,109 @@ class OpenAITestServer:
         self,
         content: str,
         *,
-        usage: dict[str, int] | None = None,
+        usage: Any = None,
         finish_reason: str = "stop",
+        model: str | None = None,
         times: int = 1,
         path_contains: str | None = None,
     ) -> None:
-        """Next chat completion(s) answer ``content`` (only chat requests consume it)."""
-        self._push("reply", times, path_contains, content=content, usage=usage, finish_reason=finish_reason)
+        """Next chat completion(s) answer ``content`` (only chat requests consume it).
+
+        ``usage`` is sent as given (any JSON, e.g. ``{"prompt_tokens": "many"}``);
+        None means counts computed from the request. ``finish_reason`` and ``model``
+        (default: the model the request named) are sent verbatim, whatever they contain.
+        """
+        self._push(
+            "reply",
+            times,
+            path_contains,
+            content=content,
+            usage=usage,
+            finish_reason=finish_reason,
+            model=model,
+        )
+
+    def surrogate_text(
+        self, content: str = "lone \ud800 surrogate", *, times: int = 1, path_contains: str | None = None
+    ) -> None:
+        """Next chat answer(s) hold a lone surrogate, escaped in the JSON text as ``"\\ud800"``.
+
+        Both plain and streamed answers carry it (``json.dumps`` escapes it; the bytes
+        on the wire stay ASCII). Only chat requests consume it.
+        """
+        self.reply(content, times=times, path_contains=path_contains)
+
+    def null_message(self, *, times: int = 1, path_contains: str | None = None) -> None:
+        """Next chat answer(s): 200 with ``choices[0].message`` null (streams: ``delta`` null).
+
+        Only chat requests consume it.
+        """
+        self._push("null_message", times, path_contains)
+
+    def no_message(self, *, times: int = 1, path_contains: str | None = None) -> None:
+        """Next chat answer(s): 200 whose choices lack the ``message`` key (streams: ``delta``).
+
+        Only chat requests consume it.
+        """
+        self._push("no_message", times, path_contains)
+
+    def body(
+        self,
+        status: int,
+        data: bytes | str,
+        content_type: str = "text/html",
+        *,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+        path_contains: str | None = None,
+    ) -> None:
+        """Next request(s) get ``status`` with the raw body ``data`` (str is sent as UTF-8).
+
+        E.g. an HTML page with 200, or ``"[1, 2]"`` as ``application/json``.
+        """
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        self._push(
+            "body", times, path_contains, status=status, data=raw, content_type=content_type, headers=headers
+        )
+
+    def echo_key(self, status: int = 401, *, times: int = 1, path_contains: str | None = None) -> None:
+        """Next request(s) get an OpenAI-style error quoting the credential they carried.
+
+        Like OpenAI's ``Incorrect API key provided: X``: X is the ``Authorization:
+        Bearer`` token and/or the ``api-key`` header value, verbatim.
+        """
+        self._push("echo_key", times, path_contains, status=status)
+
+    def cut_stream(
+        self, *, after: int = 2, framing: str = "close", times: int = 1, path_contains: str | None = None
+    ) -> None:
+        """Next answer(s) end early: no ``finish_reason``, no ``data: [DONE]``.
+
+        Streams send the role chunk and ``after`` content chunks; other answers send
+        the first half of their body. ``framing="close"``: no Content-Length nor
+        Transfer-Encoding, ``Connection: close``, then a clean EOF (the client cannot
+        tell from the framing that anything is missing). ``framing="chunked"``: chunked
+        encoding, then the connection closes without the final ``0`` chunk.
+        """
+        if framing not in ("close", "chunked"):
+            raise ValueError(f"framing must be 'close' or 'chunked', not {framing!r}")
+        self._push("cut_stream", times, path_contains, after=after, framing=framing)
+
+    def trickle(
+        self,
+        *,
+        interval: float = 0.1,
+        seconds: float = 5.0,
+        times: int = 1,
+        path_contains: str | None = None,
+    ) -> None:
+        """Next answer(s): normal headers, then the body one byte per chunk every ``interval`` s.
+
+        Chunked encoding. After ``seconds`` (or when the client hangs up, or on
+        ``reset()``/``stop()``) the connection closes without the final chunk; an
+        answer that fits in the time arrives whole and valid.
+        """
+        self._push("trickle", times, path_contains, interval=interval, seconds=seconds)
 
     def fail(
         self,
@@ -271,11 +475,15 @@ class OpenAITestServer:
         type: str | None = None,
         headers: dict[str, str] | None = None,
         retry_after: float | str | None = None,
-        retry_after_ms: float | None = None,
+        retry_after_ms: float | str | None = None,
         times: int = 1,
         path_contains: str | None = None,
     ) -> None:
-        """Next request(s) get an OpenAI-shaped error with ``status``."""
+        """Next request(s) get an OpenAI-shaped error with ``status``.
+
+        ``retry_after`` / ``retry_after_ms`` set the ``Retry-After`` / ``retry-after-ms``
+        headers: strings verbatim (``"inf"``, ``"1e400"``), numbers as ``2`` not ``2.0``.
+        """
         extra = dict(headers or {})
         if retry_after is not None:
             extra["Retry-After"] = _num(retry_after)
@@ -313,6 +521,7 @@ class OpenAITestServer:
 
     # -- request handling ------------------------------------------------------
     def _handle(self, h: _Handler) -> None:
+        h.delivery = None
         split = urlsplit(h.path)
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
@@ -370,10 +579,20 @@ class OpenAITestServer:
             h.close_connection = True
         elif kind == "malformed":
             h.send_raw(200, b'{"id": "broken", "object": <not json', "application/json")
+        elif action is not None and kind == "body":
+            p = action.params
+            h.send_raw(p["status"], p["data"], p["content_type"], p["headers"])
+        elif action is not None and kind == "echo_key":
+            status = action.params["status"]
+            message = f"Incorrect API key provided: {_credential(record.headers)}."
+            code = "invalid_api_key" if status == 401 else None
+            h.send_json(status, error_body(status, message, code=code))
         else:
             if action is not None and kind == "delay":
                 wake.wait(action.params["seconds"])
-            self._route(h, record, action if kind == "reply" else None)
+            if action is not None and kind in ("cut_stream", "trickle"):
+                h.delivery = _Delivery(kind, action.params, wake)
+            self._route(h, record, action if kind in _CHAT_KINDS else None)
 
     def _rate_limited(self, now: float) -> float | None:
         """Seconds until a slot frees up if over the limit, else None (call with the lock held)."""
@@ -422,12 +641,16 @@ class OpenAITestServer:
 
     def _chat(self, h: _Handler, body: dict[str, Any], action: _Action | None) -> None:
         messages = body.get("messages") or []
-        if action is not None:
+        shape = action.kind if action is not None else None
+        model = body.get("model", "")
+        if action is not None and shape == "reply":
             content, finish, usage = (
                 action.params["content"],
                 action.params["finish_reason"],
                 action.params["usage"],
             )
+            if action.params.get("model") is not None:
+                model = action.params["model"]
         else:
             user = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
             content = "echo: " + (_text_of(user[-1].get("content")) if user else "")
@@ -447,7 +670,7 @@ class OpenAITestServer:
         base = {
             "id": self._new_id("chatcmpl"),
             "created": int(time.time()),
-            "model": body.get("model", ""),
+            "model": model,
             "system_fingerprint": "fp_test",
         }
         if not body.get("stream"):
@@ -460,6 +683,7 @@ class OpenAITestServer:
                 }
                 for i in range(n)
             ]
+            _reshape(choices, shape, "message")
             return h.send_json(200, {**base, "object": "chat.completion", "choices": choices, "usage": usage})
         chunk = {**base, "object": "chat.completion.chunk"}
         pieces = re.findall(r"\S+\s*|\s+", content)
@@ -475,6 +699,8 @@ class OpenAITestServer:
             )
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append({**chunk, "choices": [], "usage": usage})
+        for event in events:
+            _reshape(event["choices"], shape, "delta")
         h.send_sse(events)
 
     def _embeddings(self, h: _Handler, body: dict[str, Any]) -> None:
@@ -503,6 +729,26 @@ class OpenAITestServer:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
         )
+
+
+def _reshape(choices: list[dict[str, Any]], shape: str | None, key: str) -> None:
+    """``null_message``: ``key`` set to null; ``no_message``: ``key`` removed."""
+    for choice in choices:
+        if shape == "null_message":
+            choice[key] = None
+        elif shape == "no_message":
+            choice.pop(key, None)
+
+
+def _credential(headers: dict[str, str]) -> str:
+    """The credential(s) a request carried, verbatim, as OpenAI would quote them."""
+    found = []
+    auth = headers.get("authorization")
+    if auth is not None:
+        found.append(auth[7:] if auth[:7].lower() == "bearer " else auth)
+    if headers.get("api-key") is not None and headers["api-key"] not in found:
+        found.append(headers["api-key"])
+    return ", ".join(found)
 
 
 def _num(value: float | str) -> str:

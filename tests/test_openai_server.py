@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import math
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -391,3 +394,267 @@ def test_script_mode() -> None:
         proc.wait(5)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+# -- fault injection on the wire --------------------------------------------------------
+
+
+@contextmanager
+def post(
+    server: OpenAITestServer, body: Any, headers: dict[str, str] | None = None
+) -> Iterator[http.client.HTTPResponse]:
+    """POST ``body`` to the chat endpoint with plain ``http.client``; yield the response."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        conn.request(
+            "POST",
+            "/v1/chat/completions",
+            json.dumps(body),
+            {"Content-Type": "application/json", **(headers or {})},
+        )
+        yield conn.getresponse()
+    finally:
+        conn.close()
+
+
+def raw_post(server: OpenAITestServer, body: Any, *, max_reads: int = 100_000) -> tuple[bytes, int]:
+    """POST over a bare socket and read until the server closes; return (bytes, number of reads)."""
+    data = json.dumps(body).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(data), data)
+    )
+    received, reads = [], 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request)
+        while reads < max_reads and (chunk := sock.recv(65536)):
+            received.append(chunk)
+            reads += 1
+    return b"".join(received), reads
+
+
+def split_response(raw: bytes) -> tuple[str, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status, *lines = head.decode().split("\r\n")
+    return status, {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines)}, body
+
+
+def sse_events(body: bytes) -> list[str]:
+    return [e[len("data: ") :] for e in body.decode().split("\n\n") if e]
+
+
+STREAM = {"model": "m", "messages": USER, "stream": True}
+PLAIN = {"model": "m", "messages": USER}
+
+
+def test_cut_stream_close_framing_ends_cleanly_without_done(
+    openai_server: OpenAITestServer, client: openai.OpenAI
+) -> None:
+    openai_server.cut_stream(after=2, framing="close")
+    raw, _ = raw_post(openai_server, STREAM)
+    status, headers, body = split_response(raw)
+    assert status == "HTTP/1.1 200 OK" and headers["content-type"] == "text/event-stream"
+    assert headers["connection"] == "close"
+    assert "content-length" not in headers and "transfer-encoding" not in headers
+    events = sse_events(body)
+    assert body.endswith(b"\n\n") and b"[DONE]" not in body
+    chunks = [json.loads(e) for e in events]
+    assert [c["choices"][0]["delta"].get("content") for c in chunks] == ["", "echo: ", "hello "]
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks)
+    # The SDK sees a clean EOF: the stream just stops, with no finish_reason anywhere.
+    openai_server.cut_stream(after=1, framing="close")
+    got = list(chat(client, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in got) == "echo: "
+    assert all(c.choices[0].finish_reason is None for c in got)
+    assert chat(client).choices[0].message.content == "echo: hello there"  # consumed; server fine
+
+
+def test_cut_stream_chunked_framing_is_an_incomplete_read(
+    openai_server: OpenAITestServer, client: openai.OpenAI
+) -> None:
+    openai_server.cut_stream(framing="chunked", times=2)
+    with post(openai_server, STREAM) as resp:
+        assert resp.status == 200 and resp.getheader("Transfer-Encoding") == "chunked"
+        with pytest.raises(http.client.IncompleteRead) as info:
+            resp.read()
+    partial = info.value.partial
+    assert b'"echo: "' in partial and b'"hello "' in partial
+    assert b"[DONE]" not in partial and b'"finish_reason": "stop"' not in partial
+    with pytest.raises(openai.APIConnectionError):
+        list(chat(client, stream=True))
+    again = list(chat(client, stream=True))  # queue used up: a whole stream again
+    assert again[-1].choices[0].finish_reason == "stop"
+
+
+def test_cut_stream_on_a_plain_answer(openai_server: OpenAITestServer, client: openai.OpenAI) -> None:
+    openai_server.cut_stream(framing="close")
+    with post(openai_server, PLAIN) as resp:
+        assert resp.getheader("Content-Length") is None and resp.getheader("Connection") == "close"
+        body = resp.read()  # ends at a clean EOF
+    assert body.startswith(b'{"id": "chatcmpl-')
+    with pytest.raises(ValueError):
+        json.loads(body)
+    openai_server.cut_stream(framing="chunked")
+    with post(openai_server, PLAIN) as resp, pytest.raises(http.client.IncompleteRead):
+        resp.read()
+    openai_server.cut_stream(framing="close")
+    with pytest.raises(json.JSONDecodeError):
+        chat(client)
+    openai_server.cut_stream(framing="chunked")
+    with pytest.raises(openai.APIConnectionError):
+        chat(client)
+    with pytest.raises(ValueError, match="framing"):
+        openai_server.cut_stream(framing="gzip")
+
+
+def test_trickle_sends_one_byte_per_chunk_and_a_whole_answer_when_in_time(
+    openai_server: OpenAITestServer, client: openai.OpenAI
+) -> None:
+    openai_server.trickle(interval=0.001, seconds=30)
+    r = chat(client)
+    assert r.choices[0].message.content == "echo: hello there" and r.choices[0].finish_reason == "stop"
+    openai_server.trickle(interval=0.0, seconds=30)
+    streamed = list(chat(client, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == "echo: hello there"
+    openai_server.trickle(interval=0.0)
+    with post(openai_server, PLAIN) as resp:
+        assert resp.getheader("Content-Type") == "application/json"
+        assert resp.getheader("Transfer-Encoding") == "chunked"
+        assert json.loads(resp.read())["choices"][0]["message"]["content"] == "echo: hello there"
+
+
+def test_trickle_stops_at_its_time_limit(openai_server: OpenAITestServer) -> None:
+    openai_server.trickle(interval=0.01, seconds=0.3)
+    raw, reads = raw_post(openai_server, PLAIN)
+    status, headers, body = split_response(raw)
+    assert status == "HTTP/1.1 200 OK" and headers["transfer-encoding"] == "chunked"
+    assert "content-length" not in headers
+    sizes = body.split(b"\r\n")[0::2]
+    assert sizes and set(sizes[:-1]) == {b"1"}  # one byte per chunk ...
+    assert not body.endswith(b"0\r\n\r\n")  # ... and no final chunk: cut at the limit
+    assert reads >= 5  # the bytes came spread over many reads, not at once
+
+
+def test_trickle_ends_when_the_client_hangs_up(openai_server: OpenAITestServer) -> None:
+    openai_server.trickle(interval=0.05, seconds=30)  # the whole body would take ~17 s
+    raw_post(openai_server, PLAIN, max_reads=3)
+    deadline = time.monotonic() + 2
+    while openai_server._in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert openai_server._in_flight == 0
+
+
+def test_stop_cuts_a_trickle_short() -> None:
+    server = OpenAITestServer().start()
+    server.trickle(interval=5, seconds=60)
+    reader = threading.Thread(target=raw_post, args=(server, PLAIN))
+    reader.start()
+    while not server.requests:
+        time.sleep(0.01)
+    start = time.perf_counter()
+    server.stop()
+    reader.join(5)
+    assert time.perf_counter() - start < 2 and not reader.is_alive()
+
+
+@pytest.mark.parametrize("fault", ["null_message", "no_message"])
+def test_null_and_missing_message(openai_server: OpenAITestServer, client: openai.OpenAI, fault: str) -> None:
+    client.embeddings.create(model="m", input="x")  # chat requests only
+    getattr(openai_server, fault)(times=2)
+    with post(openai_server, PLAIN) as resp:
+        assert resp.status == 200
+        choice = json.loads(resp.read())["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    if fault == "null_message":
+        assert choice["message"] is None
+    else:
+        assert "message" not in choice
+    assert chat(client).choices[0].message is None  # what the SDK makes of it
+    getattr(openai_server, fault)()
+    with post(openai_server, STREAM) as resp:
+        events = sse_events(resp.read())
+    assert events[-1] == "[DONE]"
+    for event in map(json.loads, events[:-1]):
+        assert event["choices"][0].get("delta", "absent") == (None if fault == "null_message" else "absent")
+
+
+def test_body_sends_any_raw_body(openai_server: OpenAITestServer, client: openai.OpenAI) -> None:
+    page = "<html><body>Gateway says hi</body></html>"
+    openai_server.body(200, page)
+    with post(openai_server, PLAIN) as resp:
+        assert (resp.status, resp.getheader("Content-Type")) == (200, "text/html")
+        assert resp.read() == page.encode()
+    openai_server.body(200, "[1, 2]", "application/json")
+    assert chat(client) == [1, 2]  # the SDK hands back whatever JSON it got
+    openai_server.body(502, b"\xff\x00bad", "application/octet-stream", path_contains="models")
+    chat(client)  # not consumed by the chat path
+    with pytest.raises(openai.InternalServerError) as info:
+        client.models.list()
+    assert info.value.status_code == 502 and info.value.response.content == b"\xff\x00bad"
+
+
+def test_echo_key_quotes_the_credential(
+    openai_server: OpenAITestServer, client: openai.OpenAI, azure: openai.AzureOpenAI
+) -> None:
+    openai_server.echo_key(times=2)
+    with pytest.raises(openai.AuthenticationError) as info:
+        chat(client)
+    assert info.value.code == "invalid_api_key"
+    assert info.value.message == "Error code: 401 - Incorrect API key provided: test."
+    with pytest.raises(openai.AuthenticationError) as info:
+        azure.chat.completions.create(model="d", messages=USER)  # type: ignore[arg-type]
+    assert "Incorrect API key provided: k." in info.value.message
+    openai_server.echo_key(403)
+    with post(openai_server, PLAIN, {"Authorization": "Bearer sk-SECRET", "api-key": "az-SECRET"}) as r:
+        assert r.status == 403
+        message = json.loads(r.read())["error"]["message"]
+    assert "sk-SECRET" in message and "az-SECRET" in message
+
+
+def test_reply_sends_any_usage_model_and_finish_reason(
+    openai_server: OpenAITestServer, client: openai.OpenAI
+) -> None:
+    attack = "gpt\n\n<img src=x onerror=alert(1)>"
+    openai_server.reply("ok", usage={"prompt_tokens": "many"}, model=attack, finish_reason=attack)
+    with post(openai_server, PLAIN) as resp:
+        answer = json.loads(resp.read())
+    assert answer["usage"] == {"prompt_tokens": "many"}
+    assert answer["model"] == attack and answer["choices"][0]["finish_reason"] == attack
+    openai_server.reply("ok", usage=[1, "x"], model=attack)
+    stream = {**STREAM, "stream_options": {"include_usage": True}}
+    with post(openai_server, stream) as resp:
+        chunks = [json.loads(e) for e in sse_events(resp.read())[:-1]]
+    assert {c["model"] for c in chunks} == {attack} and chunks[-1]["usage"] == [1, "x"]
+    assert chat(client).model == "gpt-4o-mini"  # without model=: the model asked for
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "header", "value"),
+    [
+        ({"retry_after": "inf"}, "Retry-After", "inf"),
+        ({"retry_after_ms": "1e400"}, "retry-after-ms", "1e400"),
+        ({"retry_after": 3600}, "Retry-After", "3600"),
+        ({"retry_after": 2.5}, "Retry-After", "2.5"),
+    ],
+)
+def test_fail_sends_retry_after_verbatim(
+    openai_server: OpenAITestServer, kwargs: dict[str, Any], header: str, value: str
+) -> None:
+    openai_server.fail(429, code="rate_limit_exceeded", **kwargs)
+    with post(openai_server, PLAIN) as resp:
+        assert resp.status == 429 and resp.getheader(header) == value
+        resp.read()
+
+
+def test_surrogate_text_is_escaped_in_json(openai_server: OpenAITestServer, client: openai.OpenAI) -> None:
+    openai_server.surrogate_text(times=2)
+    for body in (PLAIN, STREAM):
+        with post(openai_server, body) as resp:
+            data = resp.read()
+        assert b"\\ud800" in data  # the 6 characters \ud800 in the JSON text
+        data.decode("ascii")  # escaped: no raw surrogate bytes
+    openai_server.surrogate_text()
+    assert "\ud800" in (chat(client).choices[0].message.content or "")
+    openai_server.surrogate_text("x \udfff")
+    streamed = "".join(c.choices[0].delta.content or "" for c in chat(client, stream=True))
+    assert streamed == "x \udfff"
