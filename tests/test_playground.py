@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from typing import Any
@@ -10,8 +11,9 @@ import pytest
 
 import llmkit
 from llmkit import LLMCall, LLMKitError, OpenAIClient, TemplateError
+from llmkit.base.templates import Template
 from llmkit.notebook.display import markdown_html
-from llmkit.notebook.playground import Playground, playground
+from llmkit.notebook.playground import Playground, diff_html, playground
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 from tests.test_widgets import widget_states
@@ -111,8 +113,12 @@ def test_pinned_runs_are_compared_side_by_side(llm: OpenAITestServer) -> None:
     third.pin.value = True
     assert pg.compare.layout.display is None
     left, right = (column.value for column in pg.compare.children)
-    assert "run 1" in left and "echo: Name a fruit." in left
-    assert "run 3" in right and "echo: Name a river." in right
+    assert "run 1" in left and "echo: Name a fruit." in left and "<ins" not in left
+    assert "run 3" in right and "changes from run 1" in right
+    assert re.search(r"echo: Name a <del[^>]*>fruit\.</del> <ins[^>]*>river\.</ins>", right)
+    for column in (left, right):  # each run's templates and parameters
+        assert "system template" in column and "Name a {{ thing }}." in column
+        assert "max_tokens=1024" in column and "temperature=1.0" in column
     first.pin.value = third.pin.value = False
     assert pg.compare.children == () and pg.compare.layout.display == "none"
 
@@ -191,3 +197,106 @@ def test_other_errors_show_too_without_the_key(llm: OpenAITestServer) -> None:
     assert pg.run() is None and isinstance(pg.last_error, RuntimeError)
     assert "RuntimeError: proxy refused key &lt;hidden&gt;" in pg.error.value
     assert SECRET not in state_text(pg)
+
+
+def test_apply_hands_the_edits_to_the_call_and_map_uses_them(llm: OpenAITestServer) -> None:
+    call = LLMCall("s", "Explain {{ topic }}.")
+    params, system = call.model_params, call.system_template
+    pg = call.playground()
+    assert "llmkit-apply" in pg.apply_button._dom_classes and pg.call is call
+    pg.user.value = "Explain {{ topic }} in a {{ tone }} tone."
+    pg.model.value, pg.temperature.value, pg.max_tokens.value = "gpt-4o", 0.5, 50
+    row = {"topic": "tides", "tone": "dry"}
+    call.map([row], progress=False)  # the playground's edits are not the call's until applied
+    assert llm.requests[-1].body["messages"][1]["content"] == "Explain tides."
+
+    pg.apply_button.click()
+    assert pg.apply_button.description == "Applied" and pg.last_error is None
+    assert isinstance(call.user_template, Template) and call.system_template is not system
+    assert call.model_params == {"model": "gpt-4o", "temperature": 0.5, "max_tokens": 50}
+    assert call.model_params is not params and params == {}  # a new dict: readers see old or new
+    [result] = call.map([row], progress=False)
+    assert result == "echo: Explain tides in a dry tone."
+    body = llm.requests[-1].body
+    assert (body["model"], body["temperature"], body["max_tokens"]) == ("gpt-4o", 0.5, 50)
+
+    pg.user.value = ""  # no user template; a reasoning model takes no temperature
+    assert pg.apply_button.description == "Apply"  # edited since
+    pg.model.value = "o4-mini"
+    assert pg.apply() is call and call.user_template is None
+    assert call.model_params == {"model": "o4-mini", "max_tokens": 50}
+
+    pg.system.value = "Broken {{ x"  # nothing changes, the widget says why
+    assert pg.apply() is None and "TemplateError" in pg.error.value
+    assert call.system_template.source == "s"
+
+
+def test_code_builds_an_equal_call(llm: OpenAITestServer) -> None:
+    call = LLMCall("You are a {{ persona }}.\nSay 'hi' \"twice\".", "Explain {{ topic }}.", top_p=0.9)
+    pg = call.playground()
+    pg.temperature.value, pg.max_tokens.value = 0.25, 99
+    code = pg.code()
+    assert code.startswith("LLMCall(") and "top_p=0.9" in code
+    namespace: dict[str, Any] = {"LLMCall": LLMCall}
+    exec(f"copy = {code}", namespace)
+    copy = namespace["copy"]
+    assert copy.system_template.source == call.system_template.source
+    assert copy.user_template.source == "Explain {{ topic }}."
+    assert copy.model_params == {"top_p": 0.9, "max_tokens": 99, "model": "gpt-4o-mini",
+                                 "temperature": 0.25}
+    pg.apply()
+    assert (copy.model_params, copy.variables) == (call.model_params, call.variables)
+
+    pg.user.value = ""
+    exec(f"copy = {pg.code()}", namespace)
+    assert namespace["copy"].user_template is None
+
+    assert pg.code_view.layout.display == "none" and pg.code_view.value == ""
+    pg.code_button.value = True  # the Code button shows it, escaped, and follows edits
+    assert "llmkit-code" in pg.code_view._dom_classes and pg.code_view.layout.display is None
+    pg.system.value = "<b>{{ persona }}</b>"
+    shown = re.sub(r"^<pre[^>]*>|</pre>$", "", pg.code_view.value)
+    assert html.unescape(shown) == pg.code() and "&lt;b&gt;" in shown and "<b>" not in shown
+    assert pg.apply_button.description == "Apply"
+    pg.code_button.value = False
+    assert pg.code_view.layout.display == "none"
+
+
+def test_code_and_comparisons_never_show_a_credential(llm: OpenAITestServer) -> None:
+    client = OpenAIClient(api_key=SECRET, base_url=llm.base_url)
+    pg = playground(LLMCall("s", "hi", client=client,
+                            extra_headers={"Authorization": f"Bearer {SECRET}"}))
+    pg.code_button.value = True
+    code = pg.code()
+    assert SECRET not in code and "# extra_headers=<hidden>" in code and "# client=" in code
+    for _ in range(2):
+        assert pg.run() is not None
+        pg.runs[-1].pin.value = True
+    assert SECRET not in state_text(pg) and "extra_headers=&lt;hidden&gt;" in state_text(pg)
+
+
+def test_compared_answers_are_escaped_and_diffed_by_word(llm: OpenAITestServer) -> None:
+    pg = playground(LLMCall("s", "{{ text }}"))
+    for text in ("<script>alert(1)</script> one <b>two</b>", "<script>alert(2)</script> one <i>3</i>"):
+        pg.fields["text"].value = text
+        pg.run()
+        pg.runs[-1].pin.value = True
+    left, right = (column.value for column in pg.compare.children)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; one &lt;b&gt;two&lt;/b&gt;" in left
+    assert re.search(r"<del[^>]*>&lt;script&gt;alert\(1\)&lt;/script&gt;</del> "
+                     r"<ins[^>]*>&lt;script&gt;alert\(2\)&lt;/script&gt;</ins> one ", right)
+    pg.fields["text"].value = ""  # the text field itself holds what was typed, as text
+    state = state_text(pg).replace("\\u003c", "<")
+    for raw in ("<script", "<b>two", "<i>3"):
+        assert raw not in state, raw
+
+
+def test_diff_html_marks_words() -> None:
+    assert diff_html("a b c", "a b c") == "a b c"
+    assert re.fullmatch(r"<ins[^>]*>new words</ins>", diff_html("", "new words"))
+    marked = diff_html("the cat sat on the mat", "the dog sat on the mat today")
+    assert re.fullmatch(r"the <del[^>]*>cat</del> <ins[^>]*>dog</ins> sat on the mat "
+                        r"<ins[^>]*>today</ins>", marked)
+    assert re.fullmatch(r"keep <del[^>]*>&lt;gone&gt;</del>", diff_html("keep <gone>", "keep"))
+    assert re.fullmatch(r"a <del[^>]*>b</del> c", diff_html("a b c", "a c"))
+    assert re.fullmatch(r"<del[^>]*>x</del> <ins[^>]*>y</ins>", diff_html("x", "y"))

@@ -2,19 +2,25 @@
 
 Made of stock widgets (no front-end code to install). Every HTML value is built by
 `llmkit.display` or escaped here, and error messages are stripped of API keys. `Playground.run` is
-what the Run button calls, so code and tests can run it without a front end. CSS classes:
-``llmkit-playground``, ``llmkit-variables``, ``llmkit-run``, ``llmkit-error``, ``llmkit-call`` (a
-streaming answer), ``llmkit-compare``, ``llmkit-history``, ``llmkit-history-entry``, ``llmkit-pin``.
+what the Run button calls, `Playground.apply` what the Apply button calls, so code and tests can
+use them without a front end. CSS classes: ``llmkit-playground``, ``llmkit-variables``,
+``llmkit-run``, ``llmkit-apply``, ``llmkit-code-toggle``, ``llmkit-code``, ``llmkit-error``,
+``llmkit-call`` (a streaming answer), ``llmkit-compare``, ``llmkit-history``,
+``llmkit-history-entry``, ``llmkit-pin``.
 """
 
 from __future__ import annotations
 
+import difflib
 import html
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import ipywidgets as widgets
 
+from ..base.config import SECRET_NAME
 from ..base.errors import LLMKitError, MissingVariableError, TemplateError
 from ..base.models import chat_models, model_info
 from ..base.result import Result
@@ -24,10 +30,15 @@ from ..clients import registry
 from . import display
 from .widgets import CallView
 
-__all__ = ["Playground", "PlaygroundRun", "playground"]
+__all__ = ["Playground", "PlaygroundRun", "diff_html", "playground"]
 
 _SHOWN_PARAMS = ("temperature", "max_tokens", "max_completion_tokens")
 _LABEL = {"description_width": "90px"}
+_WORD = re.compile(r"\S+\s*")  # a word and the whitespace after it
+_INS = '<ins style="background:#c8f7c5;text-decoration:none">'
+_DEL = '<del style="background:#fbd0d0;color:#888">'
+_CODE = ('<pre style="user-select:all;white-space:pre-wrap;margin:0;padding:6px;'
+         'border:1px solid #ccc;border-radius:4px">')
 
 
 @dataclass
@@ -40,6 +51,7 @@ class PlaygroundRun:
     result: Result
     html: str
     pin: widgets.ToggleButton
+    summary: display.CallSummary
 
 
 class Playground(widgets.VBox):
@@ -48,8 +60,11 @@ class Playground(widgets.VBox):
     tokens, cost, latency, cache hit). Pin two or more runs to see them side by side.
 
     Each run builds a new `LLMCall` from the text areas (the call's client and other parameters
-    are kept); ``runs[-1].call`` is the latest. An empty variable field counts as not given.
-    Errors (a missing variable, a failed request) show in the widget, which keeps working.
+    are kept); ``runs[-1].call`` is the latest. Runs leave ``call`` alone, so trying a prompt
+    never changes what code (``call.map``) sends; `apply` (the Apply button) is the one step that
+    hands the edits back to ``call``, and `code` (the Code button) shows them as Python to paste.
+    An empty variable field counts as not given. Errors (a missing variable, a failed request)
+    show in the widget, which keeps working.
     """
 
     def __init__(self, call: LLMCall, **variables: Any) -> None:
@@ -64,8 +79,8 @@ class Playground(widgets.VBox):
         settings = self._settings()
         self._default_model = str(settings.get("model") or "")
         model = str(self._params.pop("model", None) or self._default_model)
-        max_tokens = int(self._params.pop("max_tokens", None) or self._params.pop(
-            "max_completion_tokens", None) or settings.get("max_tokens") or 1024)
+        limits = self._params.pop("max_tokens", None), self._params.pop("max_completion_tokens", None)
+        max_tokens = int(limits[0] or limits[1] or settings.get("max_tokens") or 1024)
         temperature = self._params.pop("temperature", settings.get("temperature"))
 
         area = {"layout": widgets.Layout(width="100%"), "style": _LABEL}
@@ -85,22 +100,36 @@ class Playground(widgets.VBox):
         self.stream = widgets.Checkbox(False, description="stream", indent=False)
         self.run_button = widgets.Button(description="Run", button_style="primary",
                                          icon="play").add_class("llmkit-run")
+        self.apply_button = widgets.Button(
+            description="Apply", icon="check", tooltip="make the LLMCall this playground was "
+            "opened on (call.map, call.call) use these templates and parameters",
+        ).add_class("llmkit-apply")
+        self.code_button = widgets.ToggleButton(description="Code", icon="code",
+                                                tooltip="show the LLMCall(...) source to copy"
+                                                ).add_class("llmkit-code-toggle")
+        self.code_view = widgets.HTML().add_class("llmkit-code")
         self.error = widgets.HTML().add_class("llmkit-error")
         self.view = CallView()
         self.compare = widgets.HBox(layout=widgets.Layout(width="100%")).add_class("llmkit-compare")
         self.history = widgets.VBox().add_class("llmkit-history")
         super().__init__([self.system, self.user, self.variables_box,
                           widgets.HBox([self.model, self.temperature, self.max_tokens]),
-                          widgets.HBox([self.run_button, self.stream]), self.error, self.view,
-                          self.compare, self.history])
+                          widgets.HBox([self.run_button, self.stream, self.apply_button,
+                                        self.code_button]),
+                          self.code_view, self.error, self.view, self.compare, self.history])
         self.add_class("llmkit-playground")
         self.view.layout.display = self.compare.layout.display = "none"
+        self.code_view.layout.display = "none"
         self._show_error(None)
 
         self.system.observe(self._refresh_variables, "value")
         self.user.observe(self._refresh_variables, "value")
         self.model.observe(self._model_changed, "value")
+        for edited in (self.system, self.user, self.model, self.temperature, self.max_tokens):
+            edited.observe(self._edited, "value")
+        self.code_button.observe(self._show_code, "value")
         self.run_button.on_click(lambda _: self.run())
+        self.apply_button.on_click(lambda _: self.apply())
         self._refresh_variables()
         self._model_changed()
         for name, value in variables.items():
@@ -146,6 +175,59 @@ class Playground(widgets.VBox):
             params["temperature"] = self.temperature.value
         return params
 
+    def _edited(self, change: Any = None) -> None:
+        """The Apply button says whether ``call`` has the edits; the code shown follows them."""
+        self.apply_button.description, self.apply_button.button_style = "Apply", ""
+        self._show_code()
+
+    def _show_code(self, change: Any = None) -> None:
+        """The code, selected whole by one click (``user-select:all``), while Code is pressed."""
+        self.code_view.layout.display = None if self.code_button.value else "none"
+        self.code_view.value = (f"{_CODE}{html.escape(self.code())}</pre>"
+                                if self.code_button.value else "")
+
+    def _build(self) -> LLMCall:
+        return LLMCall(self.system.value, self.user.value if self.user.value.strip() else None,
+                       client=self.call.client, **self._request_params())
+
+    def apply(self) -> LLMCall | None:
+        """Make ``call`` (the `LLMCall` this playground was opened on) use the templates and
+        parameters as edited, so code that uses it (``call.map(rows)``) sends what was tried here.
+
+        Returns ``call``, or None after showing the error (a template that does not compile), in
+        which case nothing changed. Each attribute is replaced by a new object, never changed in
+        place, so a thread running ``call`` meanwhile reads either the old value or the new one.
+        """
+        self._show_error(None)
+        try:
+            new = self._build()
+        except Exception as exc:  # shown in the widget, like a failed run
+            self._show_error(exc)
+            return None
+        self.call.system_template = new.system_template
+        self.call.user_template = new.user_template
+        self.call.model_params = dict(new.model_params)
+        self.apply_button.description, self.apply_button.button_style = "Applied", "success"
+        return self.call
+
+    def code(self) -> str:
+        """The Python source of an ``LLMCall(...)`` equal to the playground's templates and
+        parameters, to paste into a notebook (strings as ``repr``, so they come back exactly).
+
+        Credential-like parameters and the call's client object cannot be written as code and
+        must not be shown: they appear as comments. Configured API keys read ``<hidden>``.
+        """
+        user = self.user.value if self.user.value.strip() else None
+        lines = [f"    {self.system.value!r},", f"    {user!r},"]
+        for name, value in self._request_params().items():
+            if _credential(name, value):
+                lines.append(f"    # {name}=<hidden>: credential-like, add it yourself")
+            else:
+                lines.append(f"    {name}={value!r},")
+        if self.call.client is not None:
+            lines.append("    # client=...: the client object the playground's call was given")
+        return display._scrubber(self.call)("LLMCall(\n" + "\n".join(lines) + "\n)")
+
     def run(self) -> PlaygroundRun | None:
         """Run the templates as edited with the fields' variables, the model and the sliders.
 
@@ -154,8 +236,7 @@ class Playground(widgets.VBox):
         self.run_button.disabled = True
         self._show_error(None)
         try:
-            call = LLMCall(self.system.value, self.user.value if self.user.value.strip() else None,
-                           client=self.call.client, **self._request_params())
+            call = self._build()
             given = {name: self.fields[name].value for name in call.variables
                      if name in self.fields and self.fields[name].value}
             if self.stream.value:  # the answer fills in as it arrives, until it joins the history
@@ -179,7 +260,7 @@ class Playground(widgets.VBox):
         pin = widgets.ToggleButton(description="pin", icon="thumb-tack",
                                    tooltip="pin two or more runs to compare them side by side",
                                    layout=widgets.Layout(width="70px")).add_class("llmkit-pin")
-        run = PlaygroundRun(number, call, given, result, _run_html(s, given), pin)
+        run = PlaygroundRun(number, call, given, result, _run_html(s, given), pin, s)
         entry = widgets.HBox([pin, widgets.HTML(run.html + _prompt_html(s),
                                                 layout=widgets.Layout(flex="1 1 auto"))],
                              layout=widgets.Layout(border_top="1px solid #ddd", padding="4px 0"))
@@ -189,13 +270,16 @@ class Playground(widgets.VBox):
         return run
 
     def _refresh_compare(self) -> None:
-        """The pinned runs side by side (a hint while only one is pinned)."""
+        """The pinned runs side by side, each with its templates and parameters, and its answer's
+        words that differ from the first pinned run's marked (a hint while only one is pinned)."""
         pinned = [run for run in self.runs if run.pin.value]
         for old in self.compare.children:
             old.close()
         column = {"flex": "1 1 0", "min_width": "0", "border": "1px solid #ccc", "padding": "4px"}
+        scrub = display._scrubber(self.call)
         self.compare.children = (
-            [widgets.HTML(r.html, layout=widgets.Layout(**column)) for r in pinned] if len(pinned) > 1
+            [widgets.HTML(_column_html(r, pinned[0], scrub), layout=widgets.Layout(**column))
+             for r in pinned] if len(pinned) > 1
             else [widgets.HTML("<i>pin another run to compare</i>")] if pinned else [])
         self.compare.layout.display = None if pinned else "none"
 
@@ -218,11 +302,68 @@ class Playground(widgets.VBox):
 
 def _run_html(s: display.CallSummary, given: dict[str, str]) -> str:
     """A run as HTML: header (model, parameters, latency, cost, cache hit), variables, answer, tokens."""
-    variables = "; ".join(f"{name} = {value!r}" for name, value in given.items())
     return (f'<div class="llmkit-header">{display.header_html(s)}</div>'
-            + (f"<div>{html.escape(variables)}</div>" if variables else "")
+            + _variables_html(given)
             + f'<div class="llmkit-output">{display.markdown_html(s.output or "")}</div>'
             + f'<div class="llmkit-tokens">{html.escape(display.usage_text(s))}</div>')
+
+
+def _column_html(run: PlaygroundRun, reference: PlaygroundRun, scrub: display.Scrub) -> str:
+    """A run in the comparison: header, variables, parameters, templates, then its answer as
+    plain text with the words that differ from ``reference``'s answer marked."""
+    s, call = run.summary, run.call
+    params = ", ".join(f"{k}=<hidden>" if _credential(k, v) else f"{k}={v!r}"
+                       for k, v in call.model_params.items())
+    templates = [("system template", call.system_template), ("user template", call.user_template)]
+    answer = (html.escape(s.output or "") if run is reference
+              else diff_html(reference.summary.output or "", s.output or ""))
+    note = "answer" if run is reference else f"answer (changes from run {reference.number})"
+    return (f'<div class="llmkit-header">{display.header_html(s)}</div>'
+            + _variables_html(run.variables)
+            + f'<div class="llmkit-params">{html.escape(scrub(params or "no parameters"))}</div>'
+            + "".join(display.message_html(display.MessageView(role, scrub(t.source)))
+                      for role, t in templates if t is not None)
+            + f'<div class="llmkit-output"><i>{note}</i>'
+            + f'<div style="white-space:pre-wrap">{answer}</div></div>'
+            + f'<div class="llmkit-tokens">{html.escape(display.usage_text(s))}</div>')
+
+
+def diff_html(before: str, after: str) -> str:
+    """``after`` as escaped HTML with its words that are not in ``before`` in ``<ins>`` and the
+    words of ``before`` it dropped in ``<del>``, in place: word level, since two answers to
+    similar prompts share most words, and a character diff of prose is unreadable."""
+    old, new = _WORD.findall(before), _WORD.findall(after)
+    matcher = difflib.SequenceMatcher(None, [w.rstrip() for w in old], [w.rstrip() for w in new],
+                                      autojunk=False)  # autojunk drops common words from long texts
+    parts = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            parts.append(html.escape("".join(new[j1:j2])))
+            continue
+        for start, end, words in ((_DEL, "</del>", old[i1:i2]), (_INS, "</ins>", new[j1:j2])):
+            if not words:
+                continue
+            if parts and not parts[-1][-1:].isspace():  # "a b" to "a", "x" to "y": words apart
+                parts.append(" ")
+            parts.append(_marked(start, end, words))
+    return "".join(parts)
+
+
+def _marked(start: str, end: str, words: list[str]) -> str:
+    text = "".join(words)
+    core = text.rstrip()  # the trailing space stays outside the mark
+    return f"{start}{html.escape(core)}{end}{html.escape(text[len(core):])}"
+
+
+def _credential(name: str, value: Any) -> bool:
+    """A parameter that may hold a credential (``api_key``, ``extra_headers``, a dict with one)."""
+    return bool(SECRET_NAME.search(name)) or (
+        isinstance(value, Mapping) and any(SECRET_NAME.search(str(k)) for k in value))
+
+
+def _variables_html(given: dict[str, str]) -> str:
+    variables = "; ".join(f"{name} = {value!r}" for name, value in given.items())
+    return f"<div>{html.escape(variables)}</div>" if variables else ""
 
 
 def _prompt_html(s: display.CallSummary) -> str:
