@@ -9,6 +9,7 @@ test-artifacts/browser/. Needs ``apt-get install -y chromium``; without it the t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -21,6 +22,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,12 +54,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def lab(openai_server: OpenAITestServer, tmp_path: Path) -> Iterator[str]:
-    """JupyterLab serving a copy of the tour, its kernels pointed at the test server; its URL."""
+@contextlib.contextmanager
+def _jupyterlab(openai_server: OpenAITestServer, tmp_path: Path, notebook: Path,
+                **env: str) -> Iterator[str]:
+    """JupyterLab serving a copy of ``notebook`` (and its templates folder), its kernels pointed
+    at the test server; yields the notebook's URL."""
     root, home = tmp_path / "root", tmp_path / "home"
     root.mkdir()
-    shutil.copy(TOUR, root / TOUR.name)
+    shutil.copy(notebook, root / notebook.name)
+    if (notebook.parent / "templates").is_dir():
+        shutil.copytree(notebook.parent / "templates", root / "templates")
     settings = home / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(json.dumps(NO_NEWS))
@@ -70,7 +76,8 @@ def lab(openai_server: OpenAITestServer, tmp_path: Path) -> Iterator[str]:
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
          "--LabApp.expose_app_in_browser=True", f"--LabApp.user_settings_dir={home / 'lab-settings'}",
          f"--LabApp.workspaces_dir={home / 'workspaces'}"],
-        env=kernel_env(openai_server, home), cwd=root, stdout=log, stderr=subprocess.STDOUT,
+        env={**kernel_env(openai_server, home), **env}, cwd=root, stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -84,7 +91,7 @@ def lab(openai_server: OpenAITestServer, tmp_path: Path) -> Iterator[str]:
                     pytest.fail("JupyterLab did not start:\n"
                                 + (tmp_path / "jupyter.log").read_text(errors="replace")[-3000:])
                 time.sleep(0.2)
-        yield f"{url}/lab/tree/{TOUR.name}?token={token}"
+        yield f"{url}/lab/tree/{notebook.name}?token={token}"
     finally:
         server.terminate()  # jupyter_server shuts its kernels down on SIGTERM
         try:
@@ -98,6 +105,25 @@ def lab(openai_server: OpenAITestServer, tmp_path: Path) -> Iterator[str]:
             pass
         log.close()
         openai_server.required_api_key = None
+
+
+def _kernel_prints(page: Any, code: str) -> str:
+    """What ``code`` prints when run in the open notebook's kernel (through JupyterLab's API)."""
+    return str(page.evaluate("""async (code) => {
+        const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+        let out = "";
+        const future = kernel.requestExecute({code});
+        future.onIOPub = (m) => { if (m.header.msg_type === "stream") out += m.content.text; };
+        await future.done;
+        return out;
+    }""", code))
+
+
+@pytest.fixture
+def lab(openai_server: OpenAITestServer, tmp_path: Path) -> Iterator[str]:
+    """JupyterLab serving a copy of the tour; its URL."""
+    with _jupyterlab(openai_server, tmp_path, TOUR) as url:
+        yield url
 
 
 @pytest.mark.timeout(120)
@@ -134,8 +160,63 @@ def test_notebook_runs_in_jupyterlab_and_the_playground_runs(chromium: Path, lab
                 compare = page.locator(".llmkit-playground .llmkit-compare")
                 expect(compare).to_contain_text("run 2")
                 expect(compare).to_contain_text("run 1")
+
+                # Apply hands the edited template back to `call`, which code then uses
+                user = page.locator(".llmkit-playground textarea").nth(1)
+                user.fill("Say: {{ text }}")
+                page.locator(".llmkit-playground .llmkit-apply").click()
+                expect(page.locator(".llmkit-playground .llmkit-apply")).to_contain_text("Applied")
+                assert _kernel_prints(page, "print(call.user_template.source)") == "Say: {{ text }}\n"
                 assert dialogs == [] and SECRET not in page.content()
+
+                page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', "
+                              "{theme: 'JupyterLab Dark'})")
+                expect(page.locator("body[data-jp-theme-light='false']")).to_have_count(1,
+                                                                                        timeout=15_000)
+                expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=15_000)
+                call.first.scroll_into_view_if_needed()
+                page.screenshot(path=str(ARTIFACTS / "jupyterlab-dark.png"))
             finally:
                 page.screenshot(path=str(ARTIFACTS / "jupyterlab-playground.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+@pytest.mark.timeout(150)
+def test_a_tutorial_reads_the_same_after_save_close_and_reopen(
+        chromium: Path, openai_server: OpenAITestServer, tmp_path: Path) -> None:
+    """Run all, save, shut the kernel down through the server, reload: the outputs are still
+    there (static HTML, no "Error displaying widget")."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_tutorials import RECORDING, TUTORIALS
+    quickstart = TUTORIALS[0]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with _jupyterlab(openai_server, tmp_path, quickstart, LLMKIT_REPLAY=str(RECORDING)) as url, \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=30_000)
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            answers = page.locator(".llmkit-call .llmkit-output", has_text="Paris")
+            expect(answers.first).to_be_visible(timeout=40_000)
+            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=40_000)
+            page.keyboard.press("Control+s")
+            expect(page.locator(".jp-mod-dirty")).to_have_count(0, timeout=15_000)
+
+            base, token = url.split("/lab/")[0], url.split("token=")[1]
+            sessions = page.request.get(f"{base}/api/sessions?token={token}").json()
+            for session in sessions:  # the kernel is gone: widgets could not come back
+                page.request.delete(f"{base}/api/sessions/{session['id']}?token={token}")
+            page.reload()
+            expect(page.locator(".jp-Notebook")).to_be_visible(timeout=30_000)
+            answers = page.locator(".llmkit-call .llmkit-output", has_text="Paris")
+            expect(answers.first).to_be_visible(timeout=20_000)
+            expect(page.locator(".llmkit-call .llmkit-tokens", has_text="tokens: prompt").first
+                   ).to_be_attached()
+            assert "Error displaying widget" not in page.content()
+            page.screenshot(path=str(ARTIFACTS / "jupyterlab-reopened.png"), full_page=True)
         finally:
             browser.close()

@@ -328,8 +328,8 @@ def answer_html(text: str, finish_reason: str | None = None) -> str:
     the answer does not move when the final view replaces the stream."""
     warning = CUT_OFF.get(finish_reason or "")
     flag = f'<div class="llmkit-warning" style="{_WARN}">⚠ {html.escape(warning)}</div>' if warning else ""
-    return (f'{flag}<div class="llmkit-output"><div style="{_LABEL}">answer</div>'
-            f'{markdown_html(text)}</div>')
+    return (f'{flag}<div style="{_LABEL}">answer</div>'
+            f'<div class="llmkit-output">{markdown_html(text)}</div>')
 
 
 def to_html(s: CallSummary) -> str:
