@@ -29,7 +29,7 @@ from .base.errors import (
 from .base.models import ModelInfo, model_info
 from .base.result import Completion, Result
 from .base.tokens import count_tokens
-from .calls.batch import FailedRow
+from .calls.batch import FailedRow, last_batch
 from .calls.llmcall import LLMCall
 from .clients.azure_client import AzureClient
 from .clients.compatible import CompatibleClient
@@ -69,6 +69,7 @@ __all__ = [
     "force_api_cache",
     "force_api_type",
     "force_default_value",
+    "last_batch",
     "model_info",
     "playground",
     "register_client",

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
+import re
 import signal
 import statistics
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import llmkit
 from llmkit import LLMCall, Result
-from llmkit.base.errors import ConfigError, InvalidRequestError, MissingVariableError
+from llmkit.base.errors import ConfigError, InvalidRequestError, LLMKitWarning, MissingVariableError
 from llmkit.base.models import cost as model_cost
-from llmkit.calls.batch import FailedRow
+from llmkit.calls.batch import FailedRow, last_batch
 from llmkit.clients import limiter
 from llmkit.notebook.display import format_cost
+from llmkit.notebook.progress import Progress
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 
@@ -51,6 +55,27 @@ def sent(server: OpenAITestServer) -> list[str]:
     return [r.body["messages"][-1]["content"] for r in server.requests if r.path.endswith("completions")]
 
 
+@contextlib.contextmanager
+def interrupt_after(server: OpenAITestServer, requests: int) -> Iterator[None]:
+    """Ctrl-C (SIGINT to this process) as soon as the server has received ``requests`` chat
+    requests: tied to the batch's own progress, not to import time or machine speed."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.002):
+            if len(sent(server)) >= requests:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+
+
 def test_results_come_back_in_input_order(llm: OpenAITestServer) -> None:
     llm.latency = 0.05
     llm.delay(0.3)  # the first request to arrive answers last
@@ -66,7 +91,8 @@ def test_results_come_back_in_input_order(llm: OpenAITestServer) -> None:
 def test_a_failing_row_keeps_its_error_and_the_others_succeed(llm: OpenAITestServer) -> None:
     llm.fail(400, message="bad row")
     batch = [*rows(5), {"j": 1}]  # the last row lacks the variable "i"
-    results = LLMCall(*CALL).map(batch, max_concurrency=1, progress=False)
+    with pytest.warns(LLMKitWarning, match=r"rows lack 'i' \(1 of 6 rows\)"):
+        results = LLMCall(*CALL).map(batch, max_concurrency=1, progress=False)
     failed = [r for r in results if isinstance(r, FailedRow)]
     assert [r.index for r in failed] == [0, 5]
     assert isinstance(failed[0].error, InvalidRequestError) and failed[0].error.status == 400
@@ -74,6 +100,24 @@ def test_a_failing_row_keeps_its_error_and_the_others_succeed(llm: OpenAITestSer
     assert isinstance(failed[1].error, MissingVariableError) and failed[1].error.variable == "i"
     assert results[1:5] == [question(i) for i in range(1, 5)]
     assert len(sent(llm)) == 5  # the row with a missing variable sent nothing
+
+
+def test_rows_whose_keys_miss_the_templates_warn_once_per_map(llm: OpenAITestServer) -> None:
+    call = LLMCall("Be brief.", "Question {{ i }} on {{ topic }}")
+    batch = [{"i": i, "topic": "tides", "tone": "dry"} for i in range(6)] + [{"i": 6, "tone": "dry"},
+                                                                              {"i": 7, "tone": "dry"}]
+    with pytest.warns(LLMKitWarning) as caught:
+        results = call.map(batch, progress=False)
+    assert [str(w.message) for w in caught] == [
+        "rows carry 'tone', which the templates do not use (8 of 8 rows); rows lack 'topic' "
+        "(2 of 8 rows): those rows will fail with MissingVariableError"]
+    assert caught[0].filename == __file__  # points at the map call
+    assert [type(r.error) for r in results[6:]] == [MissingVariableError] * 2  # type: ignore[union-attr]
+    assert len(sent(llm)) == 6
+
+    wide = [{"i": 0, "topic": "t", **dict.fromkeys("abcdefg", 1)}]  # a wide DataFrame's records
+    with pytest.warns(LLMKitWarning, match=r"carry 'a', 'b', 'c', 'd', 'e' and 2 more, .* \(1 of 1 rows\)$"):
+        asyncio.run(call.amap(wide, progress=False))
 
 
 def test_a_second_run_resumes_from_the_cache(llm: OpenAITestServer) -> None:
@@ -159,8 +203,9 @@ def test_cancelling_amap_stops_sending(llm: OpenAITestServer) -> None:
         task = asyncio.create_task(call.amap(rows(30), max_concurrency=2, progress=False))
         await asyncio.sleep(0.15)
         task.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        with pytest.raises(asyncio.CancelledError) as caught:
             await task
+        assert caught.value.results is last_batch() and len(last_batch()) == 30  # type: ignore[attr-defined]
 
     asyncio.run(main())
     time.sleep(0.15)  # requests already sent finish
@@ -169,21 +214,23 @@ def test_cancelling_amap_stops_sending(llm: OpenAITestServer) -> None:
 
 def test_ctrl_c_stops_keeps_what_finished_and_a_rerun_sends_the_rest(
         llm: OpenAITestServer, capsys: pytest.CaptureFixture[str]) -> None:
-    llm.latency = 0.1
+    llm.latency = 0.3  # the interrupt lands while two requests are in flight
     call = LLMCall(*CALL)
-    timer = threading.Timer(0.35, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            call.map(rows(40), max_concurrency=2)
-    finally:
-        timer.cancel()
-    assert "interrupted: finished answers are cached, run again to resume" in capsys.readouterr().err
+    with interrupt_after(llm, 4), pytest.raises(KeyboardInterrupt) as caught:
+        call.map(rows(40), max_concurrency=2)
+    err = capsys.readouterr().err
+    assert re.search(r"interrupted: waiting for \d+ requests? in flight", err)
+    assert "interrupted: finished answers are cached, run again to resume" in err
     first = sent(llm)
     assert 4 <= len(first) < 20
+    kept = caught.value.results  # type: ignore[attr-defined]
+    assert kept is last_batch() and len(kept) == 40
+    done = [i for i, r in enumerate(kept) if r is not None]
+    assert sorted(f"Question {i}" for i in done) == sorted(first)  # the requests in flight were kept
+    assert [kept[i] for i in done] == [question(i) for i in done]
     llm.reset()
     results = call.map(rows(40), max_concurrency=8, progress=False)
-    assert results == [question(i) for i in range(40)]
+    assert results == [question(i) for i in range(40)] and last_batch() is results
     assert sorted(first + sent(llm)) == sorted(f"Question {i}" for i in range(40))  # each sent once
 
 
@@ -205,11 +252,31 @@ def test_progress_text_shows_rows_errors_tokens_and_cost(llm: OpenAITestServer,
     assert capsys.readouterr().err == ""
 
 
+def test_the_bar_colours_only_the_failed_share_and_cost_reads_the_same_throughout(
+        llm: OpenAITestServer) -> None:
+    llm.fail(400, message="<b>bad</b>")
+    results = LLMCall(*CALL).map(rows(8), max_concurrency=1, progress=False)
+    progress, spent = Progress(8, enabled=False), 0.0
+    for result in results:
+        progress.add(result)
+        if isinstance(result, Result):
+            spent += model_cost(result.model, result.completion.response["usage"]) or 0
+        assert f"cost {format_cost(spent)}" in progress.items()  # while running, as at the end
+    progress.close()
+    shown = progress.html()
+    items = re.findall(r'<span style="white-space:nowrap">([^<]*)</span>', shown)
+    assert items == progress.items() and items[:2] == ["8/8 rows", "1 error"]  # no wrap inside one
+    assert re.search(r'llmkit-done" style="[^"]*width:87\.50%', shown)
+    assert re.search(r'llmkit-failed" style="[^"]*width:12\.50%', shown)
+    assert "&lt;b&gt;bad&lt;/b&gt;" in shown and "<b>" not in shown
+    assert progress.text().startswith("llmkit map: 8/8 rows, 1 error, 0 cached, ")
+
+
 def test_the_key_never_shows_in_results_or_progress(llm: OpenAITestServer,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     llm.required_api_key = "another-key"
     results = LLMCall(*CALL).map(rows(3))
-    assert all(isinstance(r, FailedRow) and r.error.status == 401 for r in results)  # type: ignore[union-attr]
+    assert all(isinstance(r, FailedRow) and getattr(r.error, "status", None) == 401 for r in results)
     shown = repr(results) + str(results) + capsys.readouterr().err
     assert "3 errors" in shown and SECRET not in shown
 
@@ -248,7 +315,10 @@ def test_empty_rows_give_an_empty_list(llm: OpenAITestServer) -> None:
     assert asyncio.run(LLMCall(*CALL).amap([], progress=False)) == []
 
 
-def test_progress_is_a_widget_in_a_notebook(llm: OpenAITestServer) -> None:
+def test_progress_is_a_widget_in_a_notebook_that_leaves_a_static_summary(
+        llm: OpenAITestServer, tmp_path: Path) -> None:
+    """Live, a widget; saved, a text/html + text/plain summary: a widget view whose kernel is gone
+    shows "Error displaying widget" in a reopened notebook."""
     import json
 
     import nbformat
@@ -256,18 +326,24 @@ def test_progress_is_a_widget_in_a_notebook(llm: OpenAITestServer) -> None:
 
     llm.fail(400, message="<script>alert(1)</script>")
     code = ("from llmkit import LLMCall\n"
-            "results = LLMCall('Be brief.', 'Question {{ i }}').map([{'i': i} for i in range(4)],"
+            "results = LLMCall('Be brief.', 'Question {{ i }}').map([{'i': i} for i in range(8)],"
             " max_concurrency=1)")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
-    NotebookClient(nb, kernel_name="python3", timeout=60).execute()
-    outputs = nb.cells[0].outputs
-    assert [o["output_type"] for o in outputs] == ["display_data"]  # the widget, no text on stderr
-    assert "application/vnd.jupyter.widget-view+json" in outputs[0]["data"]
+    client = NotebookClient(nb, kernel_name="python3", timeout=60, store_widget_state=True)
+    client.execute()
     states = [m["state"] for m in nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]
               ["state"].values()]
-    bar = next(s for s in states if s["_model_name"] == "IntProgressModel")
-    assert (bar["value"], bar["max"], bar["bar_style"]) == (4, 4, "danger")
-    text = next(s["value"] for s in states if s["_model_name"] == "HTMLModel")
-    assert "4/4 rows, 1 error, 0 cached" in text
-    assert "HTTP 400: &lt;script&gt;alert(1)&lt;/script&gt;" in text and "<script>" not in text
+    live = next(s["value"] for s in states if s["_model_name"] == "HTMLModel")
+    assert "8/8 rows" in live  # the widget was shown and updated
+    nbformat.write(nb, tmp_path / "saved.ipynb")
+    reopened = nbformat.read(tmp_path / "saved.ipynb", as_version=4)
+    [output] = reopened.cells[0].outputs  # one output, no text on stderr
+    assert output["output_type"] == "display_data"
+    assert set(output["data"]) == {"text/plain", "text/html"}  # the widget view is gone
+    plain, shown = output["data"]["text/plain"], output["data"]["text/html"]
+    assert plain.startswith("llmkit map: 8/8 rows, 1 error, 0 cached, ")
+    assert "last error: InvalidRequestError: HTTP 400: <script>" in plain  # text/plain is not HTML
+    assert re.search(r'llmkit-done" style="[^"]*width:87\.50%', shown)
+    assert re.search(r'llmkit-failed" style="[^"]*width:12\.50%', shown)
+    assert "HTTP 400: &lt;script&gt;alert(1)&lt;/script&gt;" in shown and "<script>" not in shown
     assert SECRET not in json.dumps(nb)

@@ -11,18 +11,24 @@ With the cache on (CACHE_API_CALLS, the default) answers are stored as they arri
 the same rows again sends only what is missing: the rows that failed or were not reached.
 Ctrl-C (a task cancellation for ``amap``) stops sending new rows; ``map`` waits for the requests
 already sent, so their answers reach the cache, then re-raises `KeyboardInterrupt` (press it
-again not to wait); the re-run resumes. Rate limits (MAX_CONCURRENCY, RPM, TPM) are read from
+again not to wait); the re-run resumes. ``results = call.map(rows)`` interrupted never assigns
+``results``, so the rows done are kept elsewhere: on the exception (``exc.results``, None for rows
+not run) and in `last_batch()`. Rate limits (MAX_CONCURRENCY, RPM, TPM) are read from
 configuration; RPM and TPM are enforced per endpoint for the whole process by `llmkit.limiter`.
+
+Rows whose keys do not match the templates' variables give one `LLMKitWarning` per batch: an
+unused key is usually a misspelt one, and a missing one fails its row.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..base import config, hooks
-from ..base.errors import ConfigError
+from ..base.errors import ConfigError, LLMKitWarning
 from ..base.result import Result
 
 if TYPE_CHECKING:
@@ -32,12 +38,44 @@ if TYPE_CHECKING:
 class Runnable(Protocol):
     """What a batch runs once per row: `LLMCall.run` (no state written on the object)."""
 
+    @property
+    def variables(self) -> list[str]: ...
+
     def run(self, variables: Mapping[str, Any] | None = None, /) -> Result: ...
 
-__all__ = ["FailedRow", "arun_batch", "run_batch"]
+
+__all__ = ["FailedRow", "arun_batch", "last_batch", "run_batch"]
 
 OPTIONS = ("progress",)
 REFRESH = 0.25  # seconds between progress refreshes while waiting
+_last: list[Any] = []  # the results list of the latest batch, filled in as rows finish
+
+
+def last_batch() -> list[Any]:
+    """The results of the latest batch started in this process: the list ``map`` returns, or, for
+    one interrupted, what finished (None for rows not run). Empty before any batch."""
+    return _last
+
+
+def _names(keys: list[Any]) -> str:
+    shown = ", ".join(map(repr, keys[:5]))
+    return shown + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+
+def _key_mismatch(variables: list[str], rows: list[Mapping[str, Any]]) -> str:
+    """What the rows' keys get wrong against the templates' variables ("" if nothing)."""
+    used, n = set(variables), len(rows)
+    parts = []
+    extra = list(dict.fromkeys(k for row in rows for k in row if k not in used))
+    if extra:
+        count = sum(any(k not in used for k in row) for row in rows)
+        parts.append(f"rows carry {_names(extra)}, which the templates do not use ({count} of {n} rows)")
+    missing = [v for v in variables if any(v not in row for row in rows)]
+    if missing:
+        count = sum(any(v not in row for v in variables) for row in rows)
+        parts.append(f"rows lack {_names(missing)} ({count} of {n} rows): those rows will fail "
+                     "with MissingVariableError")
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -77,10 +115,15 @@ class _Batch:
         self.workers = (config.resolve().max_concurrency if max_concurrency is None else
                         config.parse_value("max_concurrency", max_concurrency,
                                            "map(max_concurrency=...)"))
+        mismatch = _key_mismatch(call.variables, self.rows)
+        if mismatch:  # stacklevel: the caller of map/amap
+            warnings.warn(mismatch, LLMKitWarning, stacklevel=4)
         self.call = call
         self.progress = hooks.notebook("progress").Progress(
             len(self.rows), enabled=bool(options.get("progress", True)))
         self.results: list[Result | FailedRow | None] = [None] * len(self.rows)
+        global _last
+        _last = self.results
 
     def row(self, index: int) -> Result | FailedRow:
         """Render and send one row (`LLMCall.run`: the LLMCall's state is not touched)."""
@@ -98,6 +141,23 @@ class _Batch:
     def record(self, index: int, outcome: Result | FailedRow) -> None:
         self.results[index] = outcome
         self.progress.add(outcome)
+
+    def drain(self, futures: Mapping[cf.Future[Any], int]) -> None:
+        """After Ctrl-C: wait for the requests already sent, recording their rows (paid for, and
+        cached), while the progress says how many are left; a second Ctrl-C stops waiting."""
+        import concurrent.futures as cf
+        running = {f for f, i in futures.items() if self.results[i] is None and not f.cancelled()}
+        try:
+            while running:
+                self.progress.waiting(len(running))
+                done, running = cf.wait(running, timeout=REFRESH, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    self.record(futures[future], future.result())
+        except BaseException as again:
+            again.results = self.results  # type: ignore[attr-defined]
+            raise
+        finally:
+            self.progress.close(interrupted=True)
 
     def finished(self) -> list[Any]:
         self.progress.close()
@@ -122,10 +182,10 @@ def run_batch(call: Runnable, rows: Iterable[Mapping[str, Any]], *, max_concurre
             for future in done:
                 batch.record(futures[future], future.result())
             batch.progress.refresh()
-    except BaseException:
+    except BaseException as stop:
+        stop.results = batch.results  # type: ignore[attr-defined]  # filled in by drain
         pool.shutdown(wait=False, cancel_futures=True)  # rows not started are dropped
-        batch.progress.close(interrupted=True)
-        cf.wait([f for f in pending if not f.cancelled()])  # sent requests reach the cache
+        batch.drain(futures)
         raise
     pool.shutdown()
     return batch.finished()
@@ -147,7 +207,8 @@ async def arun_batch(call: Runnable, rows: Iterable[Mapping[str, Any]], *,
 
     try:
         await asyncio.gather(*(one(i) for i in range(len(batch.rows))))
-    except BaseException:
+    except BaseException as stop:
+        stop.results = batch.results  # type: ignore[attr-defined]
         pool.shutdown(wait=False, cancel_futures=True)
         batch.progress.close(interrupted=True)
         raise

@@ -1,7 +1,13 @@
-"""Progress of a batch run: an ipywidgets bar inside a Jupyter kernel, a text line on stderr elsewhere.
+"""Progress of a batch run: in a Jupyter kernel an HTML bar in a stock ``ipywidgets.HTML``, a text
+line on stderr elsewhere.
 
 It shows rows done out of the total, errors, cached answers, tokens spent and their estimated cost
-(`llmkit.pricing`; answers from the cache cost nothing), and rows per second.
+(`llmkit.pricing`; answers from the cache cost nothing), and rows per second. The bar is two
+segments, successes and failures, so one failed row out of eight colours an eighth of it red
+(``IntProgress`` has one ``bar_style`` for the whole bar). When the batch closes, the widget's output
+is replaced by the same HTML as a static text/html + text/plain bundle and the widget is closed: in
+a notebook reopened without its kernel a widget view shows "Error displaying widget" and JupyterLab
+does not fall back to the HTML beside it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,14 @@ __all__ = ["Progress"]
 
 SHOW_EVERY = 0.2  # seconds between updates of the bar, or of the text line in place
 LOG_EVERY = 10.0  # ... when stderr is a log file or a pipe: one line each time
+# Plain colours and inline styles: JupyterLab's sanitizer (a reopened, untrusted notebook) drops
+# CSS variables. Each count is one nowrap item, so "12 rows" or "$0.000012" never wraps inside.
+_ITEM = '<span style="white-space:nowrap">{}</span>'
+_TRACK = ("display:inline-block;width:20em;max-width:100%;height:0.8em;vertical-align:middle;"
+          "background-color:rgba(128,128,128,0.25);border-radius:3px;overflow:hidden;white-space:nowrap")
+_SEGMENT = ('<span class="llmkit-{}" style="display:inline-block;height:100%;width:{:.2f}%;'
+            'background-color:{}"></span>')
+OK, FAILED = "#43a047", "#e53935"
 
 
 class Progress:
@@ -29,16 +43,17 @@ class Progress:
         self.cost: float | None = 0.0
         self.last_error = self.note = ""
         self.started = time.perf_counter()
+        self.ended: float | None = None  # set by close: the final rate and time stay as shown
         self._shown_at = float("-inf")
         self._width = 0  # of the last text line, to overwrite it fully
         self._closed = False
-        self._widgets: tuple[Any, Any] | None = None
+        self._view: tuple[Any, Any] | None = None  # the HTML widget and its display handle
         self._enabled = enabled
         kernel = enabled and in_kernel()
         self._inline = kernel or sys.stderr.isatty()  # "\r" rewrites the line in place
         if kernel:
             try:
-                self._widgets = _make_widgets(total, label)
+                self._view = _show(self.html())
             except ImportError:  # no ipywidgets: the text line, which notebooks show too
                 pass
 
@@ -59,55 +74,79 @@ class Progress:
             self.cost = None if cost is None or self.cost is None else self.cost + cost
         self.refresh()
 
+    def items(self) -> list[str]:
+        """Rows, errors, cached, tokens, cost, rate, elapsed time: the same text while running and
+        at the end (cost always through `format_cost`, as every llmkit display shows it)."""
+        elapsed = max((self.ended or time.perf_counter()) - self.started, 1e-9)
+        return [f"{self.done}/{self.total} rows", f"{self.errors} error{'' if self.errors == 1 else 's'}",
+                f"{self.cached} cached", f"{self.tokens:,} tokens", f"cost {format_cost(self.cost)}",
+                f"{self.done / elapsed:.1f} rows/s", f"{elapsed:.1f} s"]
+
     def counts(self) -> str:
-        """Rows, errors, cached, tokens, cost, rate, elapsed time, and a note if stopped early."""
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        errors = f"{self.errors} error{'' if self.errors == 1 else 's'}"
-        return (f"{self.done}/{self.total} rows, {errors}, {self.cached} cached, "
-                f"{self.tokens:,} tokens, cost {format_cost(self.cost)}, "
-                f"{self.done / elapsed:.1f} rows/s, {elapsed:.1f} s{self.note}")
+        """The items on one line, and a note if stopped early."""
+        return ", ".join(self.items()) + (f" - {self.note}" if self.note else "")
+
+    def text(self) -> str:
+        """text/plain: the counts, and the last error on a line of its own."""
+        last = f"\nlast error: {self.last_error[:300]}" if self.last_error else ""
+        return f"{self.label}: {self.counts()}{last}"
+
+    def html(self) -> str:
+        """The bar (successes, failures, the rest empty) and the counts; every text escaped."""
+        share = 100 / max(self.total, 1)
+        bar = (f'<span class="llmkit-bar" style="{_TRACK}">'
+               f'{_SEGMENT.format("done", (self.done - self.errors) * share, OK)}'
+               f'{_SEGMENT.format("failed", self.errors * share, FAILED)}</span>')
+        counts = ", ".join(_ITEM.format(html.escape(item)) for item in self.items())
+        lines = [f"{bar} {html.escape(self.label)}: {counts}"]
+        lines += [html.escape(self.note)] if self.note else []
+        lines += [f"last error: {html.escape(self.last_error[:300])}"] if self.last_error else []
+        return f'<div class="llmkit-progress" style="font-family:monospace">{"<br>".join(lines)}</div>'
 
     def refresh(self, *, force: bool = False) -> None:
         """Show the current counts, at most every `SHOW_EVERY` (`LOG_EVERY`) seconds unless forced."""
         if not self._enabled or self._closed:
             return
         now = time.perf_counter()
-        inline = self._widgets is not None or self._inline
+        inline = self._view is not None or self._inline
         if not force and now - self._shown_at < (SHOW_EVERY if inline else LOG_EVERY):
             return
         self._shown_at = now
-        if self._widgets is not None:
-            bar, text = self._widgets
-            bar.value = self.done
-            shown = html.escape(self.counts())
-            if self.last_error:
-                shown += f"<br>last error: {html.escape(self.last_error[:300])}"
-            text.value = f"<span style='font-family: monospace'>{shown}</span>"
+        if self._view is not None:
+            self._view[0].value = self.html()
         else:
             line = f"{self.label}: {self.counts()}"
             sys.stderr.write(f"\r{line:<{self._width}}" if inline else line + "\n")
             self._width = len(line)
             sys.stderr.flush()
 
+    def waiting(self, in_flight: int) -> None:
+        """After Ctrl-C: say that the run ends once the requests already sent have finished."""
+        self.note = (f"interrupted: waiting for {in_flight} request{'' if in_flight == 1 else 's'} "
+                     "in flight (Ctrl-C again not to wait)")
+        self.refresh(force=True)
+
     def close(self, *, interrupted: bool = False) -> None:
-        """Show the final counts once; ``interrupted`` marks a run stopped early."""
+        """Show the final counts once; ``interrupted`` marks a run stopped early. In a kernel the
+        widget gives way to a static bundle, which a saved notebook keeps."""
         if self._closed:
             return
+        self.ended = time.perf_counter()
         if interrupted:
-            self.note = " - interrupted: finished answers are cached, run again to resume"
+            self.note = ("interrupted: finished answers are cached, run again to resume; the rows "
+                         "done so far: llmkit.calls.batch.last_batch()")
         self.refresh(force=True)
-        if self._widgets is not None:
-            self._widgets[0].bar_style = ("warning" if interrupted else
-                                          "danger" if self.errors else "success")
+        if self._view is not None:
+            widget, handle = self._view
+            handle.update({"text/plain": self.text(), "text/html": self.html()}, raw=True)
+            widget.close()
         elif self._enabled and self._inline:
             sys.stderr.write("\n")
         self._closed = True
 
 
-def _make_widgets(total: int, label: str) -> tuple[Any, Any]:
+def _show(value: str) -> tuple[Any, Any]:
     import ipywidgets
     from IPython.display import display
-    bar = ipywidgets.IntProgress(value=0, min=0, max=max(total, 1), description=label)
-    text = ipywidgets.HTML()
-    display(ipywidgets.HBox([bar, text]))
-    return bar, text
+    widget = ipywidgets.HTML(value)
+    return widget, display(widget, display_id=True)
