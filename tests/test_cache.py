@@ -6,6 +6,11 @@ import json
 import multiprocessing
 import os
 import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,10 @@ from llmkit.base.errors import CacheError
 ANSWER = {"choices": [{"message": {"role": "assistant", "content": "Bonjour — ça va?"}}],
           "usage": {"total_tokens": 12}}
 VECTOR = {"embedding": [0.25, -1.5, 3.0]}
+
+
+def chat(text: Any) -> dict[str, Any]:
+    return {"choices": [{"message": {"role": "assistant", "content": text}}]}
 
 
 def test_cache_key_canonical() -> None:
@@ -63,7 +72,7 @@ def test_non_serialisable_value_rejected(tmp_path: Path) -> None:
 def test_clear_resets_entries_and_counters(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path)
     for i in range(5):
-        cache.set(f"k{i}", {"i": i})
+        cache.set(f"k{i}", chat(i))
     cache.get("k0")
     cache.get("missing")
     cache.clear()
@@ -88,9 +97,10 @@ def test_stats_count_entries_per_kind(tmp_path: Path) -> None:
         cache.set(f"chat{i}", ANSWER)
     cache.set("vec0", VECTOR)
     cache.set("vec1", {"embedding": [1.0]})
-    cache.set("odd", {"i": 1})
+    with pytest.raises(CacheError, match="neither a chat answer"):
+        cache.set("odd", {"i": 1})  # "other" values are not cached
     stats = cache.stats()
-    assert stats["entries"] == 6 and stats["kinds"] == {"chat": 3, "embedding": 2, "other": 1}
+    assert stats["entries"] == 5 and stats["kinds"] == {"chat": 3, "embedding": 2, "other": 0}
     assert list(stats["kinds"]) == list(ENTRY_KINDS)
     assert (cache.hits, cache.misses) == (0, 0)  # counting kinds is not a lookup
     cache.close()
@@ -99,14 +109,14 @@ def test_stats_count_entries_per_kind(tmp_path: Path) -> None:
 def test_export_import_round_trip(tmp_path: Path) -> None:
     src = ResponseCache(tmp_path / "src")
     entries: dict[str, dict[str, Any]] = {
-        cache_key({"i": i}): {"i": i, "text": f"answer {i} ✓"} for i in range(20)}
+        cache_key({"i": i}): {**chat(f"answer {i} ✓"), "i": i} for i in range(20)}
     entries[cache_key({"chat": 1})] = ANSWER
     entries[cache_key({"embedding": 1})] = VECTOR
     entries[cache_key({"embedding": 2})] = {"embedding": [0.5]}
     for key, value in entries.items():
         src.set(key, value)
     out = tmp_path / "export.jsonl"
-    assert src.export_jsonl(out) == {"chat": 1, "embedding": 2, "other": 20}
+    assert src.export_jsonl(out) == {"chat": 21, "embedding": 2, "other": 0}
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 23 and all(list(line) == ["key", "kind", "value"] for line in lines)
     assert {line["key"]: (line["kind"], line["value"]) for line in lines} == {
@@ -124,9 +134,9 @@ def test_import_accepts_lines_without_kind_and_recordings(tmp_path: Path) -> Non
     path = tmp_path / "old.jsonl"
     path.write_text(json.dumps({"key": "a", "value": ANSWER}) + "\n"
                     + json.dumps({"key": "b", "request": {"model": "m", "input": "hi"}, "value": VECTOR})
-                    + "\n" + json.dumps({"key": "c", "kind": "other", "value": {"i": 1}}) + "\n",
+                    + "\n" + json.dumps({"key": "c", "kind": "chat", "value": chat("x")}) + "\n",
                     encoding="utf-8")
-    assert read_entries(path) == [("a", ANSWER), ("b", VECTOR), ("c", {"i": 1})]
+    assert read_entries(path) == [("a", ANSWER), ("b", VECTOR), ("c", chat("x"))]
 
 
 @pytest.mark.parametrize(("kind", "value", "shape"), [
@@ -152,7 +162,7 @@ def test_import_refuses_a_kind_that_contradicts_the_value(
 
 def test_import_bad_line_imports_nothing(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
-    good = [json.dumps({"key": f"k{i}", "value": {"i": i}}) for i in range(4)]
+    good = [json.dumps({"key": f"k{i}", "value": chat(i)}) for i in range(4)]
     path.write_text("\n".join([good[0], good[1], '{"key": "k2", "value": ', good[3]]) + "\n",
                     encoding="utf-8")
     cache = ResponseCache(tmp_path / "c")
@@ -180,7 +190,7 @@ def test_pickle_rows_are_refused(tmp_path: Path) -> None:
     folder = tmp_path / "shared"
     marker = tmp_path / "unpickled"
     cache = ResponseCache(folder)
-    cache.set("good", {"ok": True})
+    cache.set("good", chat("ok"))
     plain = diskcache.Cache(str(folder))  # someone else, writing pickles
     plain.set("evil", _Evil(str(marker)))
     plain.close()
@@ -189,10 +199,10 @@ def test_pickle_rows_are_refused(tmp_path: Path) -> None:
     assert not marker.exists()
     assert "evil" not in cache and not marker.exists()
     out = tmp_path / "export.jsonl"
-    assert cache.export_jsonl(out) == {"chat": 0, "embedding": 0, "other": 1}
+    assert cache.export_jsonl(out) == {"chat": 1, "embedding": 0, "other": 0}
     assert not marker.exists()
-    assert cache.stats()["kinds"]["other"] == 1 and not marker.exists()
-    assert (cache.hits, cache.misses) == (0, 1) and cache.get("good") == {"ok": True}
+    assert cache.stats()["kinds"]["chat"] == 1 and not marker.exists()
+    assert (cache.hits, cache.misses) == (0, 1) and cache.get("good") == chat("ok")
     cache.close()
     plain = diskcache.Cache(str(folder))  # the test is meaningful: plain diskcache would run it
     plain.get("evil")
@@ -204,7 +214,7 @@ def _write_many(folder: str, prefix: str, barrier: Any) -> None:
     cache = ResponseCache(folder)
     barrier.wait(timeout=60)  # start writing at the same moment
     for i in range(200):
-        cache.set(f"{prefix}-{i}", {"writer": prefix, "i": i, "pad": "x" * 500})
+        cache.set(f"{prefix}-{i}", {**chat("x" * 500), "writer": prefix, "i": i})
     cache.close()
 
 
@@ -221,7 +231,7 @@ def test_two_processes_write_concurrently(tmp_path: Path) -> None:
         assert proc.exitcode == 0
     cache = ResponseCache(folder)
     assert len(cache) == 400
-    assert all(cache.get(f"{p}-{i}") == {"writer": p, "i": i, "pad": "x" * 500}
+    assert all(cache.get(f"{p}-{i}") == {**chat("x" * 500), "writer": p, "i": i}
                for p in ("a", "b") for i in range(200))
     cache.close()
 
@@ -235,8 +245,8 @@ def test_corrupt_db_is_moved_aside(tmp_path: Path) -> None:
     assert str(folder) in str(record[0].message)
     assert cache.directory == str(folder)
     assert len(list(folder.glob("cache.db.corrupt-*"))) == 1
-    cache.set("k", {"v": 1})
-    assert cache.get("k") == {"v": 1}
+    cache.set("k", ANSWER)
+    assert cache.get("k") == ANSWER
     cache.close()
 
 
@@ -247,8 +257,268 @@ def test_path_is_a_file_falls_back_to_temp(tmp_path: Path) -> None:
         cache = ResponseCache(path)
     assert str(path) in str(record[0].message)
     assert cache.directory != str(path) and Path(cache.directory).is_dir()
-    cache.set("k", {"v": 1})
-    assert cache.get("k") == {"v": 1}
+    cache.set("k", ANSWER)
+    assert cache.get("k") == ANSWER
     assert path.read_text() == "hello"
     cache.close()
     shutil.rmtree(cache.directory)
+
+
+# -- the cache folder is untrusted input ---------------------------------------------------------
+
+def _plant(folder: Path, key: str, **columns: Any) -> None:
+    """Write the row of `key` straight into cache.db, as anyone who can write the folder can."""
+    row = {"key": key, "raw": 1, "store_time": 0.0, "expire_time": None, "access_time": 0.0,
+           "access_count": 0, "tag": None, "size": 0, "mode": 1, "filename": None, "value": None,
+           **columns}
+    with closing(sqlite3.connect(folder / "cache.db")) as con, con:
+        con.execute("DELETE FROM Cache WHERE key = ?", (key,))
+        con.execute(f"INSERT INTO Cache ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    tuple(row.values()))
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Everything in a cache folder but the database: value files and their hex folders."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if not p.name.startswith("cache.db"))
+
+
+BIG = chat("y" * 40_000)  # over diskcache's 32 KiB: stored in a value file of its own
+HEX = "ab/cd/" + "e" * 28 + ".val"  # a name diskcache could have made
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "linked folder", "linked file", "cache.db"])
+def test_a_planted_filename_never_reads_writes_or_deletes_outside_the_folder(
+        tmp_path: Path, how: str) -> None:
+    folder = tmp_path / "deep" / "cache"
+    victims = tmp_path / "victims"
+    victim = victims / ("cd/" + "e" * 28 + ".val" if how == "linked folder" else "thesis.tex")
+    victim.parent.mkdir(parents=True)
+    victim.write_text(json.dumps(chat("secret")), encoding="utf-8")  # would even parse as an answer
+    cache = ResponseCache(folder)
+    cache.set("good", BIG)
+    filename = {"absolute": str(victim), "dotdot": "../../victims/thesis.tex",
+                "linked folder": HEX, "linked file": HEX, "cache.db": "cache.db"}[how]
+    if how == "linked folder":
+        (folder / "ab").symlink_to(victims, target_is_directory=True)
+    elif how == "linked file":
+        (folder / "ab" / "cd").mkdir(parents=True)
+        (folder / HEX).symlink_to(victim)
+    for key in ("k", "old", "other"):
+        _plant(folder, key, mode=3, filename=filename, size=10,
+               expire_time=1.0 if key == "old" else None)  # "old": evicted as expired by a write
+    with pytest.warns(CacheWarning, match="a file outside the cache folder's value files") as record:
+        assert cache.get("k") is None
+    assert len(record) == 1 and "k" not in cache
+    cache.set("k", ANSWER)  # replaces the row: diskcache deletes the file it named
+    cache.set("k2", BIG)  # culls "old": diskcache deletes the file it named
+    assert cache.get("k") == ANSWER and "old" not in cache and len(cache) == 4
+    cache.clear()  # deletes the file of every row
+    assert victim.read_text(encoding="utf-8") == json.dumps(chat("secret"))
+    assert len(cache) == 0 and (folder / "cache.db").is_file()
+    cache.set("again", BIG)
+    assert cache.get("again") == BIG
+    cache.close()
+
+
+@pytest.mark.parametrize(("key", "value", "warns"), [
+    ("size_limit", "zzz", True),
+    ("cull_limit", "zzz", True),  # every write: "datatype mismatch"
+    ("eviction_policy", "bogus", False),  # overridden by llmkit's own, nothing to warn about
+    ("statistics", "zzz", True),
+    ("count", "zzz", True),
+    ("size", -5, True),
+    ("sqlite_mmap_size", "1; DROP TABLE Cache", True),  # run as a PRAGMA by each connection
+    ("sqlite_query_only", 1, True),  # makes the database read-only
+    ("sqlite_synchronous", 0, False),  # a setting llmkit overrides: reset quietly
+    ("disk_min_file_size", "zzz", True),  # raw TypeError on every set
+    ("disk_foo", 1, True),  # raw TypeError on open
+    ("_directory", "ELSEWHERE", True),  # moved the database into another folder
+])
+def test_planted_settings_are_repaired_on_open(tmp_path: Path, key: str, value: Any, warns: bool) -> None:
+    folder, elsewhere = tmp_path / "c", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with ResponseCache(folder) as cache:
+        cache.set("a", ANSWER)
+        cache.set("big", BIG)
+    with closing(sqlite3.connect(folder / "cache.db")) as con, con:
+        con.execute("INSERT OR REPLACE INTO Settings VALUES (?, ?)",
+                    (key, str(elsewhere) if value == "ELSEWHERE" else value))
+    if warns:
+        with pytest.warns(CacheWarning, match=rf"unusable settings \({key}\); reset them"):
+            cache = ResponseCache(folder)
+    else:
+        cache = ResponseCache(folder)
+    assert cache.get("a") == ANSWER and cache.get("big") == BIG  # repaired, not moved aside
+    cache.set("b", VECTOR)
+    assert len(cache) == 3 and cache.stats()["kinds"] == {"chat": 2, "embedding": 1, "other": 0}
+    cache.clear()
+    assert len(cache) == 0 and list(elsewhere.iterdir()) == [] and not list(folder.glob("*.corrupt-*"))
+    cache.close()
+    ResponseCache(folder).close()  # repaired for good: no second warning
+
+
+@pytest.mark.parametrize("sql", [
+    "CREATE TRIGGER evil AFTER INSERT ON Cache BEGIN UPDATE Cache SET filename = '/etc/passwd'; END",
+    "DROP TRIGGER Settings_count_insert; CREATE TRIGGER Settings_count_insert AFTER INSERT ON Cache "
+    "BEGIN UPDATE Settings SET value = 'zzz' WHERE key = 'count'; END",
+    "DROP INDEX Cache_key_raw; CREATE INDEX Cache_key_raw ON Cache(key)",  # duplicates allowed
+])
+def test_a_planted_schema_is_moved_aside(tmp_path: Path, sql: str) -> None:
+    folder = tmp_path / "c"
+    ResponseCache(folder).close()
+    with closing(sqlite3.connect(folder / "cache.db")) as con:
+        con.executescript(sql)
+    with pytest.warns(CacheWarning, match=r"was corrupt \(its schema is not diskcache's"):
+        cache = ResponseCache(folder)
+    assert len(list(folder.glob("cache.db.corrupt-*"))) == 1
+    cache.set("k", ANSWER)
+    assert cache.get("k") == ANSWER and len(cache) == 1
+    cache.close()
+
+
+# -- values: imported, set and read back ---------------------------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000  # RecursionError in json
+NESTED_70 = "[" * 70 + "]" * 70  # parsed, but deeper than llmkit stores
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"key": "k", "value": {"choices": ' + DEEP + "}}", "the value is nested more than 64 levels deep"),
+    ('{"key": "k", "value": {"choices": [{"message": {"content": ' + NESTED_70 + "}}]}}",
+     "the value is nested more than 64 levels deep"),
+    ('{"key": "k", "value": {"choices": [{"message": {"content": "\\ud800"}}]}}',
+     r"the value holds a lone surrogate \(such as \\ud800\)"),
+    ('{"key": "k\\udc00", "value": {"embedding": [1.0]}}', "the key holds a lone surrogate"),
+    ('{"key": "k", "value": {"choices": "zzz"}}', "the value is neither a chat answer"),
+    ('{"key": "k", "value": {}}', "the value is neither a chat answer .* the only kinds llmkit caches"),
+    ('{"key": "k", "kind": "other", "value": {"i": 1}}', "the value is neither a chat answer"),
+    ('{"key": "k", "value": {"choices": []}}', "the value is a malformed chat answer"),
+    ('{"key": "k", "value": {"choices": [{"message": "hi"}]}}', "the value is a malformed chat answer"),
+    ('{"key": "k", "value": {"choices": [{}, {"message": {}}]}}', "the value is a malformed chat answer"),
+    ('{"key": "k", "value": {"embedding": [1.0, "a"]}}', "the value is a malformed embedding entry"),
+    ('{"key": "k", "value": {"embedding": [true]}}', "the value is a malformed embedding entry"),
+    ('{"key": "k", "value": {"embedding": []}}', "the value is a malformed embedding entry"),
+    ('{"key": "k", "value": {"embedding": [1.0], "extra": 1}}', "the value is a malformed embedding entry"),
+    ('{"key": "k", "value": {"embedding": [NaN]}}', r"not JSON \(NaN is not a JSON number\)"),
+    (b'{"key": "k", "value": {"choices": "\xff"}}', "not JSON .*utf-8"),
+    ('{"key": "k", "value": {"choices": [{"message": {"content": "' + "x" * 2**24 + '"}}]}}',
+     "the line is longer than 16 MiB"),
+], ids=["100000 deep", "70 deep", "surrogate", "surrogate key", "choices zzz", "empty", "other",
+        "no choices", "message text", "choice without message", "string in vector", "bool in vector",
+        "empty vector", "extra key", "NaN", "not UTF-8", "over 16 MiB"])
+def test_import_refuses_hostile_lines_naming_file_and_line(
+        tmp_path: Path, line: str | bytes, message: str) -> None:
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(json.dumps({"key": "good", "value": ANSWER}).encode() + b"\n"
+                     + (line if isinstance(line, bytes) else line.encode()) + b"\n")
+    cache = ResponseCache(tmp_path / "c")
+    with pytest.raises(CacheError, match=rf"hostile\.jsonl, line 2: {message}"):
+        cache.import_jsonl(path)
+    assert len(cache) == 0  # all or nothing
+    cache.close()
+
+
+def test_set_refuses_what_import_would_refuse(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path)
+    nested: Any = ["end"]
+    for _ in range(70):
+        nested = [nested]
+    for value, message in [
+            ({"i": 1}, "neither a chat answer"),
+            ({"choices": [{"message": None}]}, "a malformed chat answer"),
+            ({"embedding": [1.0, None]}, "a malformed embedding entry"),
+            (chat(nested), "nested more than 64 levels deep"),
+            (chat("\ud800"), "lone surrogate"),
+            (chat("\udc00" * 40_000), "lone surrogate")]:  # a file value: nothing half-written
+        with pytest.raises(CacheError, match=f"cannot cache 'k': the value .*{message}"):
+            cache.set("k", value)
+    with pytest.raises(CacheError, match="the key holds a lone surrogate"):
+        cache.set("k\ud800", ANSWER)
+    assert len(cache) == 0 and _leftovers(Path(cache.directory)) == []
+    assert cache.get("k\ud800") is None  # a key that cannot be stored is a plain miss
+    cache.close()
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('{"choices": "zzz"}', "is neither a chat answer"),
+    ("{}", "is neither a chat answer"),
+    ('{"i": 1}', "is neither a chat answer"),
+    ('{"choices": [{"message": "hi"}]}', "is a malformed chat answer"),
+    ('{"embedding": ["a"]}', "is a malformed embedding entry"),
+    ('{"embedding": [NaN]}', "is not a JSON object"),
+    ("[1]", "is not a JSON object"),
+    ('{"choices": ' + DEEP + "}", "is not a JSON object"),  # RecursionError when parsed
+    ('{"choices": [{"message": {"content": "\\ud800"}}]}', "holds a lone surrogate"),
+], ids=["choices zzz", "empty", "other", "message text", "string in vector", "NaN", "list", "deep",
+        "surrogate"])
+def test_a_planted_value_of_no_known_shape_is_a_miss(tmp_path: Path, text: str, problem: str) -> None:
+    cache = ResponseCache(tmp_path)
+    cache.set("good", ANSWER)
+    _plant(tmp_path, "k", value=text)
+    with pytest.warns(CacheWarning, match=f"cache entry 'k' in .* {problem}") as record:
+        assert cache.get("k") is None
+    assert len(record) == 1 and (cache.hits, cache.misses) == (0, 1) and "k" not in cache
+    assert cache.stats()["kinds"] == {"chat": 1, "embedding": 0, "other": 0}
+    assert cache.export_jsonl(tmp_path / "out.jsonl") == {"chat": 1, "embedding": 0, "other": 0}
+    cache.close()
+
+
+def test_a_planted_value_deeper_than_import_allows_is_not_exported(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c")
+    _plant(tmp_path / "c", "k",
+           value='{"choices": [{"message": {"content": ' + NESTED_70 + "}}]}")
+    assert cache.get("k") is not None  # `get` checks the top levels only, for speed
+    out = tmp_path / "out.jsonl"
+    assert cache.export_jsonl(out) == {"chat": 0, "embedding": 0, "other": 0}
+    assert out.read_text() == ""
+    cache.close()
+
+
+_DISK_FULL = """
+import os, resource, signal, sys
+from pathlib import Path
+from llmkit.base.cache import ResponseCache
+from llmkit.base.errors import CacheError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+folder = Path(sys.argv[1])
+cache = ResponseCache(folder)
+for i in range(20):  # stored in the row: the journal grows, no value file
+    cache.set(f"fill{i}", {"choices": [{"message": {"content": str(i) * 8000}}]})
+journal = (folder / "cache.db-wal").stat().st_size
+assert journal > 300_000, journal
+big = {"choices": [{"message": {"content": "y" * 100_000}}]}  # its own value file
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+# 16 KB: the value file fails half-written.  150 KB: the value file is written whole, then
+# SQLite fails to append to its journal, so the row is rolled back.
+for limit in (16_000, 150_000):
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        cache.set("big", big)
+    except CacheError as exc:
+        print(limit, exc)
+    else:
+        raise AssertionError("no CacheError at %d" % limit)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    left = sorted(str(p) for p in folder.rglob("*") if not p.name.startswith("cache.db"))
+    assert left == [], left
+    assert "big" not in cache and len(cache) == 20
+cache.set("big", big)  # the cache still works
+assert cache.get("big") == big and cache.get("fill3")["choices"][0]["message"]["content"][0] == "3"
+cache.close()
+print("ok")
+"""
+
+
+def test_a_full_disk_during_set_leaves_nothing_half_written(tmp_path: Path) -> None:
+    """A real failing write: RLIMIT_FSIZE in a child process makes writes fail with EFBIG."""
+    pytest.importorskip("resource")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_DISK_FULL), str(tmp_path / "c")],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("16000 cannot write to cache folder") and "File too large" in lines[0]
+    assert lines[1].startswith("150000 cannot write to cache folder") and lines[-1] == "ok"

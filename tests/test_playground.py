@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import llmkit
-from llmkit import LLMCall, LLMKitError, OpenAIClient, TemplateError
+from llmkit import LLMCall, LLMKitError, LLMKitWarning, OpenAIClient, TemplateError
 from llmkit.base.templates import Template
 from llmkit.notebook.display import markdown_html
 from llmkit.notebook.playground import Playground, diff_html, playground
@@ -207,7 +207,8 @@ def test_apply_hands_the_edits_to_the_call_and_map_uses_them(llm: OpenAITestServ
     pg.user.value = "Explain {{ topic }} in a {{ tone }} tone."
     pg.model.value, pg.temperature.value, pg.max_tokens.value = "gpt-4o", 0.5, 50
     row = {"topic": "tides", "tone": "dry"}
-    call.map([row], progress=False)  # the playground's edits are not the call's until applied
+    with pytest.warns(LLMKitWarning, match="rows carry 'tone'"):  # not the call's until applied
+        call.map([row], progress=False)
     assert llm.requests[-1].body["messages"][1]["content"] == "Explain tides."
 
     pg.apply_button.click()

@@ -68,7 +68,8 @@ def test_missing_or_bad_recording_is_a_clear_error(llm: OpenAITestServer, tmp_pa
     with pytest.raises(ReplayMissError, match=r"nope\.jsonl.*cannot be read"):
         OpenAIClient().send_message(HELLO)
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"key": "k", "value": {}}\nnot json\n')
+    answer = {"choices": [{"message": {"role": "assistant", "content": "hi"}}]}
+    bad.write_text(json.dumps({"key": "k", "value": answer}) + "\nnot json\n")
     llmkit.force_api_cache(True, replay=str(bad))
     with pytest.raises(CacheError, match="line 2"):
         OpenAIClient().send_message(HELLO)

@@ -184,7 +184,8 @@ def test_check_context_uses_the_models_input_and_output_limits() -> None:
     with pytest.raises(ContextLengthError, match=r"the prompt is 9,00\d tokens, more than the 8,192 "
                                                  r"input tokens 'gpt-4' accepts; shorten the prompt"):
         tokens.check_context(long, "gpt-4")
-    assert tokens.check_context(long, "gpt-4o") is None  # its bytes fit 128,000 tokens: not counted
+    assert tokens.check_context(long, "gpt-4o") == tokens.count_tokens(long, "gpt-4o")  # fits
+    assert tokens.check_context([{"role": "user", "content": "hi"}], "gpt-4o") is None  # not counted
     huge = [{"role": "user", "content": "hello " * 30_000}]  # 180 KB, about 30,000 tokens
     assert tokens.check_context(huge, "gpt-4o") == tokens.count_tokens(huge, "gpt-4o")  # counted: fits
     assert tokens.check_context(long, "cl100k_base", max_tokens=10**9) is None  # no known limits
