@@ -9,10 +9,10 @@ pickles are refused (a miss plus a `CacheWarning`): opening a shared cache folde
 therefore never run code.
 
 The folder is untrusted input, whoever made it: before diskcache reads ``cache.db`` its schema
-is checked and its Settings table repaired (`_vet`); a row may only name a value file that
+is checked and its Settings table repaired (`cache_db._vet`); a row may only name a value file that
 diskcache itself would have made inside the folder, anything else is never read, written or
-deleted (`_JSONDisk`); and `get` returns only values of a known kind. Import files are checked
-line by line (shape, nesting, size, encoding) before anything is written.
+deleted (`cache_db._JSONDisk`); `get` returns only values of a known kind (`cache_entries`).
+Imports are checked line by line (shape, nesting, size, encoding) before anything is written.
 
 Entries have a *kind*, told from the stored value's shape by `entry_kind`: ``chat`` (an API chat
 completion, with ``choices``), ``embedding`` (``{"embedding": [...]}``) or ``other``. Only the
@@ -23,292 +23,39 @@ each kind for what it is.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
-import re
-import shutil
 import sqlite3
-import stat
 import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
 import diskcache
-from diskcache.core import DEFAULT_SETTINGS, METADATA, MODE_PICKLE, MODE_RAW, MODE_TEXT, UNKNOWN
 
+from .cache_db import _DB_NAME, _SETTINGS, _JSONDisk, _Refused, _vet
+from .cache_entries import (
+    _DECODER,
+    ENTRY_KINDS,
+    _dumps,
+    _encodable,
+    _row,
+    _shape_problem,
+    entry_kind,
+    read_entries,
+)
 from .errors import CacheError
 
 __all__ = ["ENTRY_KINDS", "CacheWarning", "ResponseCache", "cache_key", "entry_kind", "read_entries"]
-
-_DB_NAME = "cache.db"
-# Every diskcache setting is passed on open, so that none is taken from the Settings table.
-# eviction_policy "none": a response cache doubles as a recording, so nothing is
-# evicted behind the user's back (use clear()).  sqlite_synchronous=2 (FULL; diskcache's
-# default is NORMAL): each commit is fsynced, so a paid-for answer survives a power loss
-# too.  Measured (benchmarks/cache_bench.py): 0.3-4 ms per write against 0.1 ms with
-# NORMAL, nothing next to the API call that produced it, and the same at any size.
-_SETTINGS: dict[str, Any] = {**DEFAULT_SETTINGS, "eviction_policy": "none", "sqlite_synchronous": 2}
-# Real answers nest under 10 levels; 64 stays far below the recursion limit of json and of
-# any reader.  16 MiB: the most one stored value, or one import line, may hold.
-_MAX_DEPTH = 64
-_MAX_TEXT = 16 * 2**20
-# The only value file names diskcache makes (`Disk.filename`): two hex folders, 28 hex digits.
-_FILE_NAME = re.compile(r"[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val")
-_BAD_VECTOR = 'a malformed embedding entry (expected {"embedding": [numbers...]})'
-
-
-# Every kind `entry_kind` can return, in the order stats and exports list them.
-ENTRY_KINDS = ("chat", "embedding", "other")
-
-
-def entry_kind(value: Mapping[str, Any]) -> str:
-    """The kind of a stored value, from its shape: ``"chat"`` for a chat completion (it has a
-    ``choices`` list), ``"embedding"`` for ``{"embedding": [...]}``, else ``"other"``."""
-    if isinstance(value.get("choices"), list):
-        return "chat"
-    if isinstance(value.get("embedding"), list):
-        return "embedding"
-    return "other"
-
-
-def _shape_problem(value: dict[str, Any]) -> str | None:
-    """What `value` is if it is not a cacheable answer (None if it is one).
-
-    Top levels only, plus a sum of an embedding's numbers, so that `get` can afford it on every
-    hit: 1 µs for a chat answer, 5 µs for 1,536 numbers (a type check of each: 30 µs; parsing
-    them: 130 µs).  The sum refuses strings, nulls, lists and objects, not JSON's true/false.
-    """
-    kind = entry_kind(value)
-    if kind == "chat":
-        if value["choices"] and all(isinstance(c, dict) and isinstance(c.get("message"), dict)
-                                    for c in value["choices"]):
-            return None
-        return ('a malformed chat answer ("choices" must be a non-empty list of objects, each '
-                'with a "message" object)')
-    if kind == "embedding":
-        with suppress(TypeError):
-            if len(value) == 1 and value["embedding"] and sum(value["embedding"]) is not None:
-                return None
-        return _BAD_VECTOR
-    return ('neither a chat answer ({"choices": [...]}) nor an embedding entry '
-            '({"embedding": [...]}), the only kinds llmkit caches')
-
-
-def _too_deep(value: Any) -> bool:
-    """True if lists and objects nest more than `_MAX_DEPTH` levels (walked level by level,
-    so a deep value cannot exhaust the stack)."""
-    level = [value]
-    for _ in range(_MAX_DEPTH):
-        level = [child for v in level for child in (v.values() if isinstance(v, dict) else v)
-                 if isinstance(child, (dict, list))]
-        if not level:
-            return False
-    return True
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-# json.loads, refusing NaN and Infinity (Python writes them, JSON has no such numbers)
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
-
-
-def _row(key: str, value: Any) -> tuple[str, str]:
-    """``(key, JSON text)`` as stored; `ValueError` saying why if llmkit will not cache them."""
-    try:  # first: it refuses cycles, which would make `_too_deep` walk forever
-        text = _dumps(value)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ValueError(f"the value is not JSON-serialisable: {exc}") from None
-    if _too_deep(value):
-        raise ValueError(f"the value is nested more than {_MAX_DEPTH} levels deep")
-    if (problem := _shape_problem(value)) is not None:
-        raise ValueError(f"the value is {problem}")
-    if entry_kind(value) == "embedding" and bool in set(map(type, value["embedding"])):
-        raise ValueError(f"the value is {_BAD_VECTOR}")  # the type check `get` leaves out
-    if len(text) > _MAX_TEXT:
-        raise ValueError(f"the value takes more than {_MAX_TEXT >> 20} MiB as JSON")
-    for what, string in (("key", key), ("value", text)):
-        try:  # "\ud800" is a Python string but no UTF-8 text: SQLite would refuse it mid-write
-            string.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"the {what} holds a lone surrogate (such as \\ud800), which is not "
-                             "valid Unicode") from None
-    return key, text
 
 
 class CacheWarning(UserWarning):
     """The cache folder or an entry in it could not be used; llmkit carried on without it."""
 
-
-class _Refused:
-    """What `_JSONDisk` returns instead of unpickling a row."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-
-class _JSONDisk(diskcache.Disk):  # type: ignore[misc]
-    """A `diskcache.Disk` that stores and reads only str keys and str (JSON text) values.
-
-    It never calls pickle: pickled keys or values found in the database come back as
-    `_Refused` markers.  It reads, writes and deletes only value files named as diskcache names
-    them, inside the cache folder: a planted row naming ``/home/me/thesis.tex``, ``../..`` or
-    ``cache.db`` would otherwise make diskcache delete that file on the next write to its key.
-    """
-
-    def __init__(self, directory: str, **kwargs: Any) -> None:
-        super().__init__(directory, **kwargs)
-        self._root = os.path.realpath(directory)
-        self.new_files = threading.local()  # see `ResponseCache._write`
-
-    def _inside(self, filename: Any) -> str | None:
-        """The path of a row's value file, or None unless diskcache could have made it here
-        (no absolute path, ``..`` or other name, no symbolic link leading out of the folder)."""
-        if type(filename) is not str or not _FILE_NAME.fullmatch(filename):
-            return None
-        path = os.path.join(self._directory, filename)
-        real = os.path.realpath(path)
-        return path if os.path.dirname(os.path.dirname(os.path.dirname(real))) == self._root else None
-
-    def put(self, key: Any) -> tuple[Any, bool]:
-        if type(key) is not str:
-            raise TypeError(f"cache keys must be str, not {type(key).__name__}")
-        return key, True
-
-    def get(self, key: Any, raw: bool) -> Any:
-        return key if raw and type(key) is str else _Refused("a non-text key")
-
-    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[Any, ...]:
-        if read or type(value) is not str:
-            raise TypeError("only JSON text is stored in a ResponseCache")
-        return super().store(value, read, key=key)  # type: ignore[no-any-return]
-
-    def filename(self, key: Any = UNKNOWN, value: Any = UNKNOWN) -> tuple[str, str]:
-        name, path = super().filename(key, value)
-        if self._inside(name) is None:  # a planted link in place of one of the hex folders
-            raise OSError(f"cannot write {name!r}: it would lie outside the cache folder")
-        written = getattr(self.new_files, "names", None)
-        if written is not None:
-            written.append(name)
-        return name, path
-
-    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
-        if read or mode not in (MODE_RAW, MODE_TEXT):
-            return _Refused("a pickle" if mode == MODE_PICKLE else "not JSON text")
-        if mode == MODE_RAW:
-            return value if type(value) is str else _Refused("not JSON text")
-        path = self._inside(filename)
-        if path is None:
-            return _Refused("a file outside the cache folder's value files")
-        # OSError (deleted meanwhile): diskcache answers a miss.  O_NONBLOCK: a planted FIFO
-        # must not block the open forever.
-        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), encoding="utf-8") as src:
-            if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
-                return _Refused("a file that is not a regular file")
-            try:
-                text = src.read(_MAX_TEXT + 1)
-            except UnicodeDecodeError:
-                return _Refused("a file that is not UTF-8 text")
-        return text if len(text) <= _MAX_TEXT else _Refused(f"a file over {_MAX_TEXT >> 20} MiB")
-
-    def remove(self, file_path: Any) -> None:
-        """Delete a value file and its emptied hex folders, if it is one of this folder's."""
-        path = self._inside(file_path)
-        if path is None:
-            return
-        with suppress(OSError):  # as in diskcache: another process may be deleting it too
-            os.remove(path)
-        for folder in (os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
-            try:
-                os.rmdir(folder)
-            except OSError:
-                break
-
-
-@functools.cache
-def _reference_schema() -> dict[str, str | None]:
-    """Name -> SQL of every table, index and trigger diskcache makes with llmkit's settings, read
-    once per process from a throwaway cache (6 ms), so that it follows the installed diskcache."""
-    folder = tempfile.mkdtemp(prefix="llmkit-schema-")
-    try:
-        diskcache.Cache(folder, disk=_JSONDisk, **_SETTINGS).close()
-        with closing(sqlite3.connect(os.path.join(folder, _DB_NAME))) as con:
-            return dict(con.execute("SELECT name, sql FROM sqlite_master").fetchall())
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _settings_fixes(con: sqlite3.Connection, has_cache: bool) -> tuple[dict[Any, Any], list[str]]:
-    """Settings rows to rewrite (key -> value; None deletes the row), and the unusable keys."""
-    fixes: dict[Any, Any] = {}
-    unusable: list[str] = []
-    for key, value in con.execute("SELECT key, value FROM Settings").fetchall():
-        if key in METADATA:  # counters kept by diskcache's triggers
-            if type(value) is int and value >= 0:
-                continue
-            recount = {"count": "SELECT COUNT(*) FROM Cache",
-                       "size": "SELECT MAX(0, CAST(TOTAL(size) AS INTEGER)) FROM Cache"}.get(key)
-            fixes[key] = con.execute(recount).fetchone()[0] if recount and has_cache else 0
-        elif key in _SETTINGS:
-            good = type(value) is type(_SETTINGS[key])
-            # sqlite_* rows are run as PRAGMAs by each new connection; diskcache overwrites the
-            # others with what llmkit passes.
-            if good and (value == _SETTINGS[key] or not key.startswith("sqlite_")):
-                continue
-            fixes[key] = _SETTINGS[key]
-            if good:
-                continue
-        else:
-            fixes[key] = None
-        unusable.append(str(key))
-    return fixes, unusable
-
-
-def _vet(db: Path) -> list[str]:
-    """Check a ``cache.db`` before diskcache reads it; returns the Settings keys it repaired.
-
-    diskcache trusts its database: each new connection runs ``PRAGMA <name> = <value>`` for every
-    ``sqlite_*`` row of the Settings table, and on open it passes ``disk_*`` rows to the Disk and
-    sets every other row as an attribute (a planted ``_directory`` row moves the database
-    elsewhere); it keeps the tables, indexes and triggers it finds under its names.  So a schema
-    object that differs from diskcache's, or a trigger it does not make, raises
-    `sqlite3.DatabaseError` (`ResponseCache` then moves the database aside as corrupt), and
-    Settings rows llmkit would not write are repaired: unknown keys deleted, ``sqlite_*`` values
-    reset, counters recounted.  A sound database is only read.
-    """
-    if not db.is_file():
-        return []
-    reference = _reference_schema()
-    with closing(sqlite3.connect(db, timeout=60, isolation_level=None)) as con:
-        schema = con.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
-        odd = sorted(name for kind, name, sql in schema
-                     if (reference[name] != sql if name in reference else kind == "trigger"))
-        if odd:  # an object missing is fine: diskcache makes it (maybe another process is)
-            raise sqlite3.DatabaseError(f"its schema is not diskcache's ({', '.join(odd)})")
-        names = {name for _, name, _ in schema}
-        if "Settings" not in names or not _settings_fixes(con, "Cache" in names)[0]:
-            return []
-        con.execute("BEGIN IMMEDIATE")
-        fixes, unusable = _settings_fixes(con, "Cache" in names)  # again, under the write lock
-        for key, value in fixes.items():
-            if value is None:
-                con.execute("DELETE FROM Settings WHERE key = ?", (key,))
-            else:
-                con.execute("UPDATE Settings SET value = ? WHERE key = ?", (value, key))
-        con.execute("COMMIT")
-    return unusable
 
 
 def cache_key(payload: Mapping[str, Any]) -> str:
@@ -562,60 +309,3 @@ class ResponseCache:
         return f"ResponseCache({self.directory!r}, entries={len(self)})"
 
 
-_ENTRY_FIELDS = ({"key", "value"}, {"key", "value", "kind", "request"})  # required, allowed
-
-
-def _encodable(value: Any) -> bool:
-    try:
-        _dumps(value).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def read_entries(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]:
-    """The ``(key, value)`` pairs of a JSON Lines export or recording, all checked first.
-
-    Each line is ``{"key": <string>, "value": <object>}``, optionally with ``"kind"`` (as
-    `export_jsonl` writes it; it must be the `entry_kind` of the value) and ``"request"`` (what
-    was asked, kept for people reading a recording).  The value must be a chat answer or an
-    embedding entry, as `ResponseCache.set` requires, nest at most 64 levels and the line take
-    at most 16 MiB.  A bad line raises `CacheError` naming the file and line.
-    """
-    name = os.fspath(path)
-    rows: list[tuple[str, dict[str, Any]]] = []
-    try:
-        with open(path, "rb") as src:
-            lines = iter(lambda: src.readline(_MAX_TEXT + 1), b"")  # a line is read whole
-            for number, line in enumerate(lines, start=1):
-                if line.strip():
-                    rows.append(_entry(line, f"{name}, line {number}"))
-    except OSError as exc:
-        raise CacheError(f"cannot read {name!r}: {exc}") from exc
-    return rows
-
-
-def _entry(line: bytes, where: str) -> tuple[str, dict[str, Any]]:
-    """One checked line of `read_entries`."""
-    if len(line) > _MAX_TEXT:
-        raise CacheError(f"{where}: the line is longer than {_MAX_TEXT >> 20} MiB")
-    try:
-        item = _DECODER.decode(line.decode("utf-8"))
-    except RecursionError:
-        raise CacheError(f"{where}: the value is nested more than {_MAX_DEPTH} levels deep") from None
-    except ValueError as exc:  # UnicodeDecodeError included
-        raise CacheError(f"{where}: not JSON ({exc})") from exc
-    if (not isinstance(item, dict) or not _ENTRY_FIELDS[0] <= set(item) <= _ENTRY_FIELDS[1]
-            or not isinstance(item["key"], str) or not isinstance(item["value"], dict)):
-        raise CacheError(f"{where}: expected an object "
-                         '{"key": <string>, "kind": <string>, "value": <object>} '
-                         '("kind" optional)')
-    if "kind" in item and item["kind"] != (shape := entry_kind(item["value"])):
-        raise CacheError(f"{where}: \"kind\" is {item['kind']!r} but the value is "
-                         f"of kind {shape!r} (a chat answer has \"choices\", an "
-                         'embedding is {"embedding": [...]})')
-    try:
-        _row(item["key"], item["value"])
-    except ValueError as exc:
-        raise CacheError(f"{where}: {exc}") from None
-    return item["key"], item["value"]
