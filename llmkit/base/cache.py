@@ -23,15 +23,13 @@ each kind for what it is.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sqlite3
 import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +43,7 @@ from .cache_entries import (
     _encodable,
     _row,
     _shape_problem,
+    cache_key,
     entry_kind,
     read_entries,
 )
@@ -56,21 +55,6 @@ __all__ = ["ENTRY_KINDS", "CacheWarning", "ResponseCache", "cache_key", "entry_k
 class CacheWarning(UserWarning):
     """The cache folder or an entry in it could not be used; llmkit carried on without it."""
 
-
-
-def cache_key(payload: Mapping[str, Any]) -> str:
-    """Return the sha256 hex digest of `payload` as canonical JSON.
-
-    Key order does not matter.  The caller chooses what goes in `payload` (model,
-    messages, parameters...) and must leave secrets such as API keys out of it: the
-    payload is not stored, but anyone can test a guess against the key.
-    """
-    try:
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        data = text.encode("utf-8")  # UnicodeEncodeError (a ValueError): a lone surrogate
-    except (TypeError, ValueError) as exc:
-        raise CacheError(f"cache key payload is not JSON-serialisable: {exc}") from exc
-    return hashlib.sha256(data).hexdigest()
 
 
 class ResponseCache:

@@ -7,6 +7,7 @@ Unicode. Import files are untrusted input: every line is checked before anything
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from typing import Any
 
 from .errors import CacheError
 
-__all__ = ["ENTRY_KINDS", "entry_kind", "read_entries"]
+__all__ = ["ENTRY_KINDS", "cache_key", "entry_kind", "read_entries"]
 
 # Real answers nest under 10 levels; 64 stays far below the recursion limit of json and of
 # any reader.  16 MiB: the most one stored value, or one import line, may hold.
@@ -166,3 +167,18 @@ def _entry(line: bytes, where: str) -> tuple[str, dict[str, Any]]:
     except ValueError as exc:
         raise CacheError(f"{where}: {exc}") from None
     return item["key"], item["value"]
+
+
+def cache_key(payload: Mapping[str, Any]) -> str:
+    """Return the sha256 hex digest of `payload` as canonical JSON.
+
+    Key order does not matter.  The caller chooses what goes in `payload` (model,
+    messages, parameters...) and must leave secrets such as API keys out of it: the
+    payload is not stored, but anyone can test a guess against the key.
+    """
+    try:
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        data = text.encode("utf-8")  # UnicodeEncodeError (a ValueError): a lone surrogate
+    except (TypeError, ValueError) as exc:
+        raise CacheError(f"cache key payload is not JSON-serialisable: {exc}") from exc
+    return hashlib.sha256(data).hexdigest()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base import tokens
-from ..base.cache import cache_key
+from ..base.cache_entries import cache_key
 from ..base.config import SECRET_NAME, Settings
 from ..base.errors import ConfigError, InvalidRequestError
 from ..base.models import model_info

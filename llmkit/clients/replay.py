@@ -13,7 +13,6 @@ Record notebooks from the command line::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import threading
@@ -119,6 +118,7 @@ def record_notebooks(notebooks: Sequence[str | os.PathLike[str]], out: str | os.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
     parser = argparse.ArgumentParser(prog="python -m llmkit.replay", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -10,14 +10,16 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..base.cache import CacheWarning, ResponseCache
 from ..base.errors import CacheError
 from . import replay
 from .prepare import Prepared, default_cache_dir
 
 __all__ = ["default_cache_dir", "keep", "lookup", "open_cache"]
+
+if TYPE_CHECKING:
+    from ..base.cache import ResponseCache
 
 _lock = threading.Lock()
 _caches: dict[Path, ResponseCache] = {}
@@ -34,6 +36,7 @@ def open_cache(directory: str | os.PathLike[str] | None = None) -> ResponseCache
         from ..base.config import resolve
         directory = resolve().cache_dir
     folder = Path(directory or default_cache_dir()).expanduser()
+    from ..base.cache import ResponseCache  # diskcache and sqlite3 load with the first cache use
     with _lock:
         store = _caches.get(folder)
         if store is None:
@@ -67,6 +70,7 @@ def keep(p: Prepared, answer: dict[str, Any]) -> None:
         try:
             open_cache(p.cache_dir).set(p.key, answer)
         except CacheError as exc:  # a paid answer is returned, whatever the disk says
+            from ..base.cache import CacheWarning
             warnings.warn(f"the answer could not be cached, and is returned anyway: {exc}",
                           CacheWarning, stacklevel=4)
     if p.record:
