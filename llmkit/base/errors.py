@@ -6,6 +6,8 @@
     │   └── MissingVariableError     a variable the template needs was not given
     ├── CacheError                   cache folder, export or import problem (replay misses too)
     │   └── ReplayMissError          read-only replay: the call is not in the recording
+    ├── OutputTypeError              an answer that does not validate as the output_type asked for
+    ├── ToolLoopError                a tool-calling loop that did not end within max_steps
     └── CallError                    a request to a model API failed
         ├── InvalidRequestError      the request itself is wrong: do not retry (400, 404, 422)
         │   ├── AuthenticationError  401 / 403, or no credentials configured
@@ -37,10 +39,12 @@ __all__ = [
     "LLMKitWarning",
     "MissingVariableError",
     "NonTerminalError",
+    "OutputTypeError",
     "RateLimitError",
     "ReplayMissError",
     "ServerError",
     "TemplateError",
+    "ToolLoopError",
     "TransportError",
 ]
 
@@ -82,6 +86,24 @@ class CacheError(LLMKitError):
 
 class ReplayMissError(CacheError):
     """A call was not found in a read-only replay recording."""
+
+
+class OutputTypeError(LLMKitError, ValueError):
+    """The answer does not validate as the requested ``output_type`` (or the type cannot be turned
+    into a schema). ``text`` is the raw answer, ``detail`` what failed (the field, the problem)."""
+
+    def __init__(self, message: str, *, text: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.text = text
+        self.detail = detail
+
+
+class ToolLoopError(LLMKitError):
+    """A tool-calling loop reached ``max_steps`` without a final answer; ``steps`` holds what ran."""
+
+    def __init__(self, message: str, *, steps: list | None = None) -> None:  # type: ignore[type-arg]
+        super().__init__(message)
+        self.steps = steps or []
 
 
 class CallError(LLMKitError):
