@@ -199,3 +199,5 @@ def test_a_cut_off_answer_is_flagged_above_it_and_defaults_are_not_repeated(
     plain = LLMCall("s", "u").call()._repr_mimebundle_()
     assert "max_tokens=1024" not in plain["text/html"] and "max_tokens" not in plain["text/plain"]
     assert "var(--jp-border-color2" in plain["text/html"]  # JupyterLab's theme variables
+    assert '<details class="llmkit-copy">' in plain["text/html"]  # the raw answer, to copy
+    assert "user-select:all" in plain["text/html"] and "echo: u</pre>" in plain["text/html"]

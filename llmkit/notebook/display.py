@@ -338,6 +338,11 @@ def to_html(s: CallSummary) -> str:
     parts = []
     if s.output is not None:
         parts.append(answer_html(s.output, s.finish_reason))
+        # Copying the answer: rendered Markdown loses its markup, and notebook front ends strip
+        # the script a copy button needs, so the raw text sits one click away, ready to select.
+        parts.append(f'<details class="llmkit-copy"><summary style="{_LABEL};cursor:pointer">'
+                     f'answer as text, to copy</summary><pre style="white-space:pre-wrap;'
+                     f'user-select:all;margin:0.2em 0">{html.escape(s.output)}</pre></details>')
     prompt = [message_html(m) for m in s.messages]
     if s.variables:
         prompt.insert(0, f"<div style=\"{_LABEL}\">variables: {html.escape(', '.join(s.variables))}</div>")
