@@ -32,6 +32,8 @@ from .base.models import ModelInfo, model_info
 from .base.result import Completion, Result
 from .base.tokens import count_tokens
 from .calls.batch import FailedRow, last_batch
+from .calls.chat import LLMChat
+from .calls.decorator import llm
 from .calls.llmcall import LLMCall
 from .clients.azure_client import AzureClient
 from .clients.compatible import CompatibleClient
@@ -53,6 +55,7 @@ __all__ = [
     "FailedRow",
     "InvalidRequestError",
     "LLMCall",
+    "LLMChat",
     "LLMKitError",
     "LLMKitWarning",
     "LocalClient",
@@ -74,6 +77,7 @@ __all__ = [
     "force_api_type",
     "force_default_value",
     "last_batch",
+    "llm",
     "model_info",
     "playground",
     "register_client",

@@ -29,19 +29,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..base import config, hooks
 from ..base.errors import ConfigError, LLMKitWarning
-from ..base.result import Result
+from .send import Answer
 
 if TYPE_CHECKING:
     import concurrent.futures as cf
 
 
 class Runnable(Protocol):
-    """What a batch runs once per row: `LLMCall.run` (no state written on the object)."""
+    """What a batch runs once per row: `LLMCall.ask` (no state written on the object)."""
 
     @property
     def variables(self) -> list[str]: ...
 
-    def run(self, variables: Mapping[str, Any] | None = None, /) -> Result: ...
+    def ask(self, variables: Mapping[str, Any] | None = None, /) -> Answer: ...
 
 
 __all__ = ["FailedRow", "arun_batch", "last_batch", "run_batch"]
@@ -121,15 +121,15 @@ class _Batch:
         self.call = call
         self.progress = hooks.notebook("progress").Progress(
             len(self.rows), enabled=bool(options.get("progress", True)))
-        self.results: list[Result | FailedRow | None] = [None] * len(self.rows)
+        self.results: list[Any] = [None] * len(self.rows)  # Result, typed value or FailedRow
         global _last
         _last = self.results
 
-    def row(self, index: int) -> Result | FailedRow:
-        """Render and send one row (`LLMCall.run`: the LLMCall's state is not touched)."""
+    def row(self, index: int) -> Answer | FailedRow:
+        """Render and send one row (`LLMCall.ask`: the LLMCall's state is not touched)."""
         variables = self.rows[index]
         try:
-            return self.call.run(variables)
+            return self.call.ask(variables)
         except Exception as error:  # every failure belongs to its row
             return FailedRow(index, dict(variables), error)
 
@@ -138,8 +138,9 @@ class _Batch:
         return cf.ThreadPoolExecutor(max(1, min(self.workers, len(self.rows))),
                                      thread_name_prefix="llmkit-map")
 
-    def record(self, index: int, outcome: Result | FailedRow) -> None:
-        self.results[index] = outcome
+    def record(self, index: int, outcome: Answer | FailedRow) -> None:
+        """Keep a row's value (the `Result`, or the typed value) and count it."""
+        self.results[index] = outcome if isinstance(outcome, FailedRow) else outcome.value
         self.progress.add(outcome)
 
     def drain(self, futures: Mapping[cf.Future[Any], int]) -> None:

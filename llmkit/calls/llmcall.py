@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ..base import config, hooks
+from ..base import hooks
 from ..base.config import SECRET_NAME
 from ..base.errors import ConfigError
-from ..base.result import Completion, Result
+from ..base.result import Completion
 from ..base.templates import Template
-from ..clients import registry
+from .send import Answer, send
 
 __all__ = ["LLMCall"]
-
-
-@dataclass(frozen=True)
-class _Exchange:
-    """The last call's messages and completion, swapped in as one object (never half-updated)."""
-
-    messages: list[dict[str, Any]]
-    completion: Completion
 
 
 class LLMCall:
@@ -32,8 +23,8 @@ class LLMCall:
     ``client`` picks a client other than the active one.
 
     `run` renders and sends without touching the object, so one `LLMCall` serves many threads;
-    `call` is `run` plus remembering the last exchange (``messages``, ``completion``,
-    ``model_output`` always belong to the same call).
+    `call` is `run` plus remembering the last `Answer` (``messages``, ``completion``,
+    ``model_output``, ``steps`` always belong to the same call: one object, swapped in whole).
 
     >>> call = LLMCall("You are terse.", "Capital of {{ country }}?", temperature=0)
     >>> call.call(country="France")  # doctest: +SKIP
@@ -41,7 +32,9 @@ class LLMCall:
     """
 
     def __init__(self, system_template_name: str, user_template_name: str | None = None, *,
-                 client: Any = None, **model_params: Any) -> None:
+                 client: Any = None, output_type: Any = None, tools: Sequence[Any] | None = None,
+                 max_steps: int = 8, approve: Callable[[str, dict[str, Any]], bool] | None = None,
+                 tool_cache: str | None = None, **model_params: Any) -> None:
         if client is not None and not callable(getattr(client, "prepare", None)):
             raise ConfigError(f"LLMCall(client=...) takes a client object such as "
                               f"llmkit.client('openai') or llmkit.OpenAIClient(...), not a "
@@ -49,8 +42,12 @@ class LLMCall:
         self.system_template = Template(system_template_name)
         self.user_template = Template(user_template_name) if user_template_name else None
         self.client = client
+        self.output_type = output_type
+        self.tools = list(tools) if tools else None
+        self.tool_options: dict[str, Any] = {"max_steps": max_steps, "approve": approve,
+                                             "tool_cache": tool_cache}
         self.model_params = model_params
-        self._last: _Exchange | None = None
+        self._last: Answer | None = None  # the last `call`, swapped in whole
 
     @property
     def variables(self) -> list[str]:
@@ -69,30 +66,40 @@ class LLMCall:
 
     def run(self, variables: Mapping[str, Any] | None = None, /, *, stream: bool = False,
             on_delta: Callable[[str], None] | None = None, cache: bool | None = None,
-            **options: Any) -> Result:
+            output_type: Any = None, **options: Any) -> Any:
         """Render with ``variables`` and send; the `LLMCall` is left as it was.
 
-        ``options`` are model parameters for this run only, over ``model_params``.
+        Returns the answer as a `Result` (a str with usage and latency), or, with an
+        ``output_type`` (here or on the LLMCall), the validated value. ``options`` are model
+        parameters for this run only, over ``model_params``.
         """
+        return self.ask(variables, stream=stream, on_delta=on_delta, cache=cache,
+                        output_type=output_type, **options).value
+
+    def ask(self, variables: Mapping[str, Any] | None = None, /, *, stream: bool = False,
+            on_delta: Callable[[str], None] | None = None, cache: bool | None = None,
+            output_type: Any = None, **options: Any) -> Answer:
+        """`run`, returning the whole `Answer`: its completion, value and tool steps."""
         if variables is not None and not isinstance(variables, Mapping):
             raise ConfigError(f"run: variables must be a dict of template variables, got a "
                               f"{type(variables).__name__}")
         messages = self.render(**(variables or {}))
-        settings = config.resolve()
-        client = self.client or registry.client_for(settings)
-        prepared = client.prepare(messages, stream=stream, cache=cache, settings=settings,
-                                  **{**self.model_params, **options})
-        return Result(client.execute(prepared, on_delta))
+        params = {**self.model_params, **options} if options else self.model_params
+        if self.tools:
+            params = {**params, **self.tool_options}
+        return send(messages, client=self.client, output=output_type or self.output_type,
+                    tools=self.tools, stream=stream, on_delta=on_delta, cache=cache, **params)
 
     def call(self, *, stream: bool = False, on_delta: Callable[[str], None] | None = None,
-             cache: bool | None = None, **variables: Any) -> Result:
-        """Render, send, and return the output text (a `Result`: a str with usage and latency).
+             cache: bool | None = None, **variables: Any) -> Any:
+        """Render, send, and return the answer: a `Result` (a str with usage and latency), or the
+        validated value when the LLMCall has an ``output_type``.
 
-        The exchange is remembered (``messages``, ``completion``, ``model_output``).
+        The exchange is remembered (``messages``, ``completion``, ``model_output``, ``steps``).
         """
-        result = self.run(variables, stream=stream, on_delta=on_delta, cache=cache)
-        self._last = _Exchange(result.completion.messages, result.completion)
-        return result
+        answer = self.ask(variables, stream=stream, on_delta=on_delta, cache=cache)
+        self._last = answer
+        return answer.value
 
     def map(self, rows: Iterable[Mapping[str, Any]], *, max_concurrency: int | None = None,
             **options: Any) -> list[Any]:
@@ -120,7 +127,7 @@ class LLMCall:
     @property
     def messages(self) -> list[dict[str, Any]]:
         last = self._last
-        return list(last.messages) if last else []
+        return last.completion.messages if last else []
 
     @property
     def completion(self) -> Completion | None:
@@ -131,6 +138,12 @@ class LLMCall:
     def model_output(self) -> dict[str, Any] | None:
         last = self._last
         return last.completion.message if last else None
+
+    @property
+    def steps(self) -> list[Any]:
+        """The tool calls the last `call` ran (empty without tools)."""
+        last = self._last
+        return list(last.steps) if last else []
 
     @property
     def usage(self) -> dict[str, int] | None:

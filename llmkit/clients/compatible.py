@@ -22,6 +22,7 @@ class CompatibleClient(OpenAIClient):
     """
 
     api_type = "compatible"
+    structured_outputs = False  # unknown server: typed answers are asked for in the prompt
 
     def settings(self, base: config.Settings | None = None) -> config.Settings:
         return super().settings(base).with_values({"api_key": self._overrides.get("api_key")})

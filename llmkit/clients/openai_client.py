@@ -41,6 +41,7 @@ class OpenAIClient:
     """
 
     api_type = "openai"
+    structured_outputs = True  # honours response_format with a strict JSON schema
     endpoint_key, secret_key = "base_url", "api_key"  # where requests go, and the key they carry
 
     def __init__(self, **overrides: Any) -> None:
@@ -131,11 +132,18 @@ class OpenAIClient:
         return prepare_chat(self, self.settings(settings), messages, params, stream=stream,
                             cache=cache)
 
-    def execute(self, p: Prepared, on_delta: Callable[[str], None] | None = None) -> Completion:
-        """Answer a prepared call: from replay or the cache, else from the server."""
+    def execute(self, p: Prepared, on_delta: Callable[[str], None] | None = None,
+                accept: Callable[[Completion], object] | None = None) -> Completion:
+        """Answer a prepared call: from replay or the cache, else from the server.
+
+        ``accept(completion)`` checks an answer before it is returned or cached (a typed answer
+        is parsed); what it raises propagates, and nothing is cached.
+        """
         hit = store.lookup(p)
         if hit is not None:
             completion = Completion(p.public, hit, time.perf_counter() - p.started, True, p.api_type)
+            if accept is not None:
+                accept(completion)
             if on_delta is not None and completion.text:
                 on_delta(completion.text)
             return completion
@@ -175,6 +183,8 @@ class OpenAIClient:
                 f"counts against it: pass a larger max_tokens, or none at all. The empty answer "
                 f"is not cached.", LLMKitWarning, stacklevel=3)
             return completion
+        if accept is not None:
+            accept(completion)
         store.keep(p, response)
         return completion
 

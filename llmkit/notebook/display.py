@@ -24,6 +24,7 @@ from ..base import config
 from ..base.errors import LLMKitError
 from ..base.models import cost as model_cost
 from ..base.result import Completion
+from ..calls.chat import LLMChat
 from ..calls.llmcall import LLMCall
 from ..clients import boundary, registry
 
@@ -89,6 +90,12 @@ def summarize(obj: Any) -> CallSummary:
         return _from_completion("Result", obj.completion, scrub)
     if isinstance(obj, Completion):
         return _from_completion("Completion", obj, scrub)
+    if isinstance(obj, LLMChat):  # a transcript: the conversation, then the last answer
+        if obj.completion is not None:
+            return _from_completion("LLMChat", obj.completion, scrub)
+        return CallSummary("LLMChat", "", {}, [MessageView(str(m.get("role", "?")),
+                                                          scrub(_message_text(m)))
+                                              for m in obj.messages])
     if not isinstance(obj, LLMCall):
         raise LLMKitError(f"llmkit.display: cannot display a {type(obj).__name__}; "
                           f"pass an LLMCall, a Result or a Completion")

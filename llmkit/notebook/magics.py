@@ -31,6 +31,8 @@ from traitlets import Bool, Enum, Float, Unicode
 from ..base import config
 from ..base.errors import CacheError, ConfigError, LLMKitError, MissingVariableError, TemplateError
 from ..base.result import Result
+from ..base.templates import Template
+from ..calls.chat import LLMChat
 from ..calls.llmcall import LLMCall
 from ..clients import registry
 from ..clients.store import open_cache
@@ -163,9 +165,13 @@ class _ApiTable:
 
 @magics_class
 class LLMMagics(Magics):
-    """``%%llm``, ``%llm_api``, ``%llm_cache`` and ``%llm_config``."""
+    """``%%llm``, ``%llm_api``, ``%llm_cache``, ``%llm_config`` and ``%llm_chat``."""
 
     shell: InteractiveShell
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self.chats: dict[str, LLMChat] = {}  # %%llm --chat NAME: this kernel's conversations
 
     default_format = Enum(FORMATS, "markdown", help="How %%llm shows the answer when --format is "
                           "not given: markdown, text, json or code.").tag(config=True)
@@ -190,6 +196,11 @@ class LLMMagics(Magics):
                               help="send even if the answer is cached, and do not cache it")
     @magic_arguments.argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                               help="show the answer as it arrives; default: LLMMagics.stream")
+    @magic_arguments.argument("--type", dest="output_type", metavar="TYPE",
+                              help="the answer's type: int, float, bool, list, dict, options like "
+                              "'yes|no', or a Python expression such as Person or list[Person]")
+    @magic_arguments.argument("--chat", metavar="NAME",
+                              help="continue conversation NAME: the cell is its next user message")
     @cell_magic
     def llm(self, line: str, cell: str) -> None:
         """Send the cell to the model and show the answer.
@@ -204,22 +215,69 @@ class LLMMagics(Magics):
         with _one_line_errors():
             if not cell.strip():
                 raise TemplateError("the %%llm cell is empty: write the prompt below the %%llm line")
-            params = {"model": args.model, "temperature": args.temperature,
-                      "max_tokens": args.max_tokens}
-            call = LLMCall(args.system or self.system, cell.strip(),
-                           **{k: v for k, v in params.items() if v is not None})
+            params = {k: v for k, v in {"model": args.model, "temperature": args.temperature,
+                                        "max_tokens": args.max_tokens}.items() if v is not None}
+            output = self._type(args.output_type)
             ns = self.shell.user_ns
-            variables = {name: ns[name] for name in call.variables if name in ns}
-            live = _Live(fmt, self.stream_interval) if stream else None
-            result = call.run(variables, stream=stream, on_delta=live,
-                              cache=False if args.no_cache else None)
+            live = _Live(fmt, self.stream_interval) if stream and output is None else None
+            if args.chat:
+                prompt = Template(cell.strip())
+                text = prompt.render(**{n: ns[n] for n in prompt.variables if n in ns})
+                chat = self.chats.get(args.chat)
+                if chat is None:
+                    chat = self.chats[args.chat] = LLMChat(system_prompt=args.system or self.system,
+                                                           **params)
+                result = chat.continue_conversation(text, output_type=output)
+            else:
+                call = LLMCall(args.system or self.system, cell.strip(), **params)
+                variables = {name: ns[name] for name in call.variables if name in ns}
+                result = call.run(variables, stream=live is not None, on_delta=live,
+                                  cache=False if args.no_cache else None, output_type=output)
         ns["_llm"] = result
         if args.out:
             ns[args.out] = result
         self._show(result, fmt, live)
 
-    def _show(self, result: Result, fmt: str, live: _Live | None) -> None:
+    def _type(self, spec: str | None) -> Any:
+        """``--type``: a builtin name, options ``a|b|c``, or an expression in the notebook."""
+        if spec is None:
+            return None
+        if "|" in spec and all(part.strip().isidentifier() for part in spec.split("|")):
+            return [part.strip() for part in spec.split("|")]
+        builtin = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
+        if spec in builtin:
+            return builtin[spec]
+        try:
+            return self.shell.ev(spec)
+        except Exception as exc:
+            raise ConfigError(f"--type {spec}: not a type llmkit knows, nor a name in the notebook "
+                              f"({type(exc).__name__}: {exc}); use int, float, bool, list, dict, "
+                              f"'a|b|c', or a pydantic model defined above") from None
+
+    @magic_arguments.magic_arguments()
+    @magic_arguments.argument("name", help="the conversation (as in %%llm --chat NAME)")
+    @magic_arguments.argument("action", nargs="?", choices=("show", "reset"), default="show")
+    @line_magic
+    def llm_chat(self, line: str) -> None:
+        """Show conversation NAME as a transcript, or ``reset`` it: ``%llm_chat tutor reset``."""
+        args = _parse(self.llm_chat, line)
+        with _one_line_errors():
+            chat = self.chats.get(args.name)
+            if chat is None:
+                known = ", ".join(sorted(self.chats)) or "none yet"
+                raise ConfigError(f"no conversation {args.name!r} (conversations: {known}); start "
+                                  f"one with %%llm --chat {args.name}")
+        if args.action == "reset":
+            chat.reset_conversation()
+            print(f"conversation {args.name!r} reset")
+        else:
+            display(chat)
+
+    def _show(self, result: Any, fmt: str, live: _Live | None) -> None:
         """Display the answer; a streamed one replaces its live display, so both end the same."""
+        if not isinstance(result, Result):  # a typed value: its own repr
+            display(result)
+            return
         if fmt == "text":
             print("" if live else result)  # a streamed answer is already printed
             return

@@ -1,0 +1,163 @@
+"""`LLMChat`: a conversation, turn after turn, through the one call path (TinyTroupe's vocabulary).
+
+Every turn sends the whole conversation through `llmkit.calls.send.send`: the cache, retries,
+rate limits, typed answers and tools work as for `LLMCall`. One conversation is one object; its
+turns are serialised by a lock, so two threads that share it take turns rather than interleave
+messages (use one `LLMChat` per thread for parallel conversations).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..base import hooks
+from ..base.errors import ConfigError
+from ..base.result import Completion
+from ..base.templates import Template
+from .send import send
+
+__all__ = ["LLMChat"]
+
+
+class LLMChat:
+    """A conversation: system and user prompts (text or template names), an ``output_type``,
+    ``tools`` and model parameters. ``call(**variables)`` starts or continues it.
+
+    >>> chat = LLMChat(system_prompt="You are terse.", user_prompt="Capital of {{ country }}?")
+    >>> chat.call(country="France")  # doctest: +SKIP
+    'Paris.'
+    >>> chat.continue_conversation("And of Peru?")  # doctest: +SKIP
+    'Lima.'
+    """
+
+    def __init__(self, system_template_name: str | None = None, system_prompt: str | None = None,
+                 user_template_name: str | None = None, user_prompt: str | None = None,
+                 output_type: Any = None, tools: Sequence[Any] | None = None, *,
+                 client: Any = None, max_steps: int = 8,
+                 approve: Callable[[str, dict[str, Any]], bool] | None = None,
+                 tool_cache: str | None = None, **model_params: Any) -> None:
+        for a, b in (("system_template_name", "system_prompt"), ("user_template_name", "user_prompt")):
+            if locals()[a] is not None and locals()[b] is not None:
+                raise ConfigError(f"LLMChat: give {a} or {b}, not both")
+        system = system_template_name or system_prompt
+        user = user_template_name or user_prompt
+        self.system_template = Template(system) if system else None
+        self.user_template = Template(user) if user else None
+        self.output_type = output_type
+        self.tools = list(tools) if tools else None
+        self.client = client
+        self.model_params = model_params
+        self._tool_options: dict[str, Any] = {"max_steps": max_steps, "approve": approve,
+                                              "tool_cache": tool_cache}
+        self._lock = threading.RLock()
+        self._messages: list[dict[str, Any]] = []
+        self._completion: Completion | None = None
+        self._steps: list[Any] = []
+
+    # -- the conversation -----------------------------------------------------------------------
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """A copy of the conversation so far."""
+        with self._lock:
+            return [dict(m) for m in self._messages]
+
+    @property
+    def completion(self) -> Completion | None:
+        """The last turn's `Completion` (usage, latency, cache hit)."""
+        return self._completion
+
+    @property
+    def steps(self) -> list[Any]:
+        """The tool calls the last turn ran."""
+        return list(self._steps)
+
+    def _add(self, role: str, text: Any, template_name: str | None, variables: dict[str, Any]) -> None:
+        if (text is None) == (template_name is None):
+            raise ConfigError(f"add_{role}_message: give the text or a template_name (not both)")
+        content = Template(template_name).render(**variables) if template_name else _content(text)
+        with self._lock:
+            self._messages.append({"role": role, "content": content})
+
+    def add_system_message(self, text: Any = None, template_name: str | None = None,
+                           **variables: Any) -> None:
+        """Add a system message: ``text``, or a template rendered with ``variables``."""
+        self._add("system", text, template_name, variables)
+
+    def add_user_message(self, text: Any = None, template_name: str | None = None,
+                         **variables: Any) -> None:
+        """Add a user message: ``text`` (a str, an `llmkit.image(...)`, or a list of both), or a
+        template rendered with ``variables``."""
+        self._add("user", text, template_name, variables)
+
+    def add_assistant_message(self, text: Any = None, template_name: str | None = None,
+                              **variables: Any) -> None:
+        """Add an assistant message (e.g. an example answer)."""
+        self._add("assistant", text, template_name, variables)
+
+    def reset_conversation(self) -> None:
+        """Forget every message; the next `call` starts again from the prompts."""
+        with self._lock:
+            self._messages, self._completion, self._steps = [], None, []
+
+    def call(self, output_type: Any = None, **variables: Any) -> Any:
+        """Start the conversation (system and user prompts rendered with ``variables``) or, once
+        started, add the user prompt again for these variables; send; return the answer (the
+        validated value with an ``output_type``, else a `Result`)."""
+        with self._lock:
+            if not self._messages and self.system_template is not None:
+                self._messages.append({"role": "system",
+                                       "content": self.system_template.render(**variables)})
+            if self.user_template is not None:
+                self._messages.append({"role": "user",
+                                       "content": self.user_template.render(**variables)})
+            return self._turn(output_type)
+
+    def continue_conversation(self, text: Any, output_type: Any = None) -> Any:
+        """Add ``text`` as the next user message and send."""
+        with self._lock:
+            if not self._messages and self.system_template is not None:
+                self._messages.append({"role": "system", "content": self.system_template.render()})
+            self._messages.append({"role": "user", "content": _content(text)})
+            return self._turn(output_type)
+
+    def _turn(self, output_type: Any) -> Any:
+        if not any(m["role"] == "user" for m in self._messages):
+            raise ConfigError("LLMChat: nothing to send yet; give a user_prompt or call "
+                              "add_user_message / continue_conversation first")
+        answer = send(self._messages, client=self.client,
+                      output=output_type or self.output_type, tools=self.tools,
+                      **self._tool_options, **self.model_params)
+        self._messages.append(_assistant(answer.completion))
+        self._completion, self._steps = answer.completion, answer.steps
+        return answer.value
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return hooks.mimebundle(self)
+
+    def __repr__(self) -> str:
+        return f"LLMChat({len(self._messages)} messages)"
+
+
+def _content(text: Any) -> Any:
+    """A message's content: text as is, images (objects with ``part()``) as content parts."""
+    if isinstance(text, str):
+        return text
+    items = text if isinstance(text, (list, tuple)) else [text]
+    parts = []
+    for item in items:
+        if isinstance(item, str):
+            parts.append({"type": "text", "text": item})
+        elif callable(getattr(item, "part", None)):
+            parts.append(item.part())
+        else:
+            raise ConfigError(f"a message takes text, llmkit.image(...) or a list of them, not a "
+                              f"{type(item).__name__}")
+    return parts
+
+
+def _assistant(completion: Completion) -> dict[str, Any]:
+    message = completion.message
+    return {"role": "assistant", "content": message.get("content") or ""}

@@ -1,0 +1,90 @@
+"""How the calls layer sends a conversation: typed answers and tools, on the clients' call path.
+
+`LLMCall`, `LLMChat` and ``@llm`` all end here, and here everything goes through
+`OpenAIClient.prepare` and `OpenAIClient.execute`: one configuration read, the cache, retries,
+rate limits. A typed answer asks for a strict JSON schema where the api type honours one
+(``response_format``), else adds the schema to the system prompt; either way the answer is parsed
+before it is returned or cached, so nothing that does not validate is ever stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..base import config
+from ..base.result import Completion, Result
+from ..clients import registry
+
+__all__ = ["Answer", "send"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a conversation turn produced: the last `Completion`, the value to return (the typed
+    value, or the `Result` text), and the tool steps that led to it."""
+
+    completion: Completion
+    value: Any
+    steps: list[Any] = field(default_factory=list)
+
+
+def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: Any = None,
+         tools: Sequence[Any] | None = None, max_steps: int = 8,
+         approve: Callable[[str, dict[str, Any]], bool] | None = None,
+         tool_cache: str | None = None, stream: bool = False,
+         on_delta: Callable[[str], None] | None = None, cache: bool | None = None,
+         **params: Any) -> Answer:
+    """Send ``messages`` (with ``output`` type and ``tools`` if given) and return the `Answer`."""
+    settings = config.resolve()
+    chosen = client or registry.client_for(settings)
+    if output is None and not tools:  # the common case, kept short: it is most of a cache hit
+        prepared = chosen.prepare(messages, stream=stream, cache=cache, settings=settings, **params)
+        completion = chosen.execute(prepared, on_delta)
+        return Answer(completion, Result(completion))
+    typed = None
+    if output is not None:
+        from ..base.output_types import output_type  # pydantic loads with the first typed answer
+        typed = output_type(output)
+    conversation: list[dict[str, Any]] = [dict(m) for m in messages]
+    if typed is not None:
+        if getattr(chosen, "structured_outputs", False):
+            params = {**params, "response_format": typed.response_format()}
+        else:
+            conversation = _with_instructions(conversation, typed.instructions())
+
+    def accept(completion: Completion) -> Any:
+        if typed is None or completion.message.get("tool_calls"):
+            return None
+        return typed.parse(completion.text)
+
+    def one(turn: list[dict[str, Any]], **extra: Any) -> Completion:
+        prepared = chosen.prepare(turn, stream=stream, cache=cache, settings=settings,
+                                  **{**params, **extra})
+        return chosen.execute(prepared, on_delta, accept=accept)  # type: ignore[no-any-return]
+
+    steps: list[Any] = []
+    if tools:
+        from .tools import as_tool, run_tools
+        declared = [as_tool(t) for t in tools]
+        specs = [t.spec() for t in declared]
+        store = None
+        if tool_cache == "pure":
+            from ..clients.store import open_cache
+            store = open_cache(settings["cache_dir"] or None)
+        completion, steps = run_tools(lambda turn: one(turn, tools=specs), conversation, declared,
+                                      max_steps=max_steps, approve=approve, tool_cache=tool_cache,
+                                      cache=store)
+    else:
+        completion = one(conversation)
+    value = typed.parse(completion.text) if typed is not None else Result(completion)
+    return Answer(completion, value, steps)
+
+
+def _with_instructions(messages: list[dict[str, Any]], instructions: str) -> list[dict[str, Any]]:
+    """The conversation with the answer's schema added to its system message (or a new one)."""
+    if messages and messages[0].get("role") == "system" and isinstance(messages[0].get("content"), str):
+        first = {**messages[0], "content": f"{messages[0]['content']}\n\n{instructions}"}
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": instructions}, *messages]
