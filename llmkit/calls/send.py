@@ -39,6 +39,8 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
     """Send ``messages`` (with ``output`` type and ``tools`` if given) and return the `Answer`."""
     settings = config.resolve()
     chosen = client or registry.client_for(settings)
+    if output is str:  # plain text needs no schema
+        output = None
     if output is None and not tools:  # the common case, kept short: it is most of a cache hit
         prepared = chosen.prepare(messages, stream=stream, cache=cache, settings=settings, **params)
         completion = chosen.execute(prepared, on_delta)

@@ -1,0 +1,115 @@
+"""LLMChat and @llm against the test server (it answers ``echo: <last user message>``)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+import llmkit
+from llmkit import LLMChat
+from llmkit.base.errors import ConfigError
+from tests.openai_server import OpenAITestServer
+
+
+def test_a_conversation_continues_and_resets(llm: OpenAITestServer) -> None:
+    chat = LLMChat(system_prompt="You are terse.", user_prompt="Capital of {{ country }}?")
+    assert chat.call(country="France") == "echo: Capital of France?"
+    assert chat.continue_conversation("And of Peru?") == "echo: And of Peru?"
+    sent = llm.requests[-1].body["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[2]["content"] == "echo: Capital of France?"  # the earlier answer is remembered
+    assert [m["role"] for m in chat.messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert chat.completion is not None and chat.completion.usage["total_tokens"] > 0
+    chat.reset_conversation()
+    assert chat.messages == [] and chat.completion is None
+    chat.call(country="Chile")
+    assert [m["role"] for m in llm.requests[-1].body["messages"]] == ["system", "user"]
+
+
+def test_messages_added_by_hand_and_from_templates(llm: OpenAITestServer) -> None:
+    chat = LLMChat(temperature=0)
+    chat.add_system_message("Be brief.")
+    chat.add_user_message(template_name="Summarize {{ subject }}", subject="the report")
+    chat.add_assistant_message("Sure.")
+    answer = chat.continue_conversation("Go on.")
+    body = llm.requests[-1].body
+    assert answer == "echo: Go on." and body["temperature"] == 0.0
+    assert [m["content"] for m in body["messages"]] == [
+        "Be brief.", "Summarize the report", "Sure.", "Go on."]
+    with pytest.raises(ConfigError, match="give the text or a template_name"):
+        chat.add_user_message()
+    with pytest.raises(ConfigError, match="nothing to send"):
+        LLMChat(system_prompt="s").call()
+
+
+def test_turns_go_through_the_cache(llm: OpenAITestServer) -> None:
+    LLMChat(user_prompt="hello").call()
+    again = LLMChat(user_prompt="hello")
+    again.call()
+    assert again.completion is not None and again.completion.cached is True
+    assert len(llm.requests) == 1
+
+
+def test_threads_sharing_one_conversation_take_turns(llm: OpenAITestServer) -> None:
+    llm.latency = 0.01
+    chat = LLMChat(system_prompt="s")
+    threads = [threading.Thread(target=chat.continue_conversation, args=(f"q{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    roles = [m["role"] for m in chat.messages]
+    assert roles == ["system"] + ["user", "assistant"] * 8  # never two user turns in a row
+    pairs = list(zip(chat.messages[1::2], chat.messages[2::2], strict=True))
+    assert all(a["content"] == "echo: " + u["content"] for u, a in pairs)
+
+
+def test_the_llm_decorator(llm: OpenAITestServer) -> None:
+    @llmkit.llm(temperature=0)
+    def shout(word: str) -> str:
+        """You repeat words loudly."""
+        return f"Repeat {word}"
+
+    assert shout("hi") == "echo: Repeat hi"
+    body = llm.requests[-1].body
+    assert body["messages"][0] == {"role": "system", "content": "You repeat words loudly."}
+    assert body["temperature"] == 0.0 and shout.__name__ == "shout"
+
+    @llmkit.llm()
+    def broken() -> str:
+        """s"""
+        return None  # type: ignore[return-value]
+
+    with pytest.raises(ConfigError, match="must return the user prompt"):
+        broken()
+
+
+def test_chat_displays_as_a_transcript(llm: OpenAITestServer) -> None:
+    chat = LLMChat(system_prompt="sys", user_prompt="first")
+    chat.call()
+    chat.continue_conversation("second <b>")
+    bundle: dict[str, Any] = chat._repr_mimebundle_()
+    page = bundle["text/html"]
+    assert "LLMChat" in bundle["text/plain"] and "echo: second &lt;b&gt;" in page
+    assert page.count('class="llmkit-message"') == 4  # system, user, assistant, user; then the answer
+
+
+def test_llm_magic_chat_continues_across_cells(ip: Any, llm: OpenAITestServer) -> None:
+    from IPython.utils.capture import capture_output
+    ip.user_ns["who"] = "Ada"
+    with capture_output() as out:
+        ip.run_cell_magic("llm", "--chat tutor --format text", "Hi, I am {{ who }}.")
+        ip.run_cell_magic("llm", "--chat tutor --format text", "What is my name?")
+    assert out.stdout.splitlines() == ["echo: Hi, I am Ada.", "echo: What is my name?"]
+    assert [m["role"] for m in llm.requests[-1].body["messages"]] == [
+        "system", "user", "assistant", "user"]
+    with capture_output() as shown:
+        ip.run_line_magic("llm_chat", "tutor")
+    assert "echo: What is my name?" in shown.outputs[0].data["text/html"]
+    with capture_output() as out:
+        ip.run_line_magic("llm_chat", "tutor reset")
+    assert "reset" in out.stdout
+    result = ip.run_cell("%llm_chat nobody")
+    assert "no conversation 'nobody'" in str(result.error_in_exec)
