@@ -28,6 +28,7 @@ from .base.errors import (
     ToolLoopError,
     TransportError,
 )
+from .base.images import Image, image
 from .base.models import ModelInfo, model_info
 from .base.result import Completion, Result
 from .base.tokens import count_tokens
@@ -53,6 +54,7 @@ __all__ = [
     "ConfigError",
     "ContextLengthError",
     "FailedRow",
+    "Image",
     "InvalidRequestError",
     "LLMCall",
     "LLMChat",
@@ -76,6 +78,7 @@ __all__ = [
     "force_api_cache",
     "force_api_type",
     "force_default_value",
+    "image",
     "last_batch",
     "llm",
     "model_info",

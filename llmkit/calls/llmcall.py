@@ -15,6 +15,17 @@ from .send import Answer, send
 __all__ = ["LLMCall"]
 
 
+def _with_images(text: str, images: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Content parts: the rendered text split where image markers were, images in between."""
+    parts: list[dict[str, Any]] = []
+    for i, piece in enumerate(text.split("\x00")):
+        if i % 2 and piece.startswith("image:") and piece[6:] in images:
+            parts.append(images[piece[6:]].part())
+        elif piece:
+            parts.append({"type": "text", "text": piece})
+    return parts
+
+
 class LLMCall:
     """A prompt made of a system template and an optional user template, plus model parameters.
 
@@ -58,10 +69,18 @@ class LLMCall:
         return found
 
     def render(self, **variables: Any) -> list[dict[str, Any]]:
-        """The chat messages for these variables."""
-        messages = [{"role": "system", "content": self.system_template.render(**variables)}]
+        """The chat messages for these variables. An `llmkit.image(...)` variable in the user
+        template becomes an image content part where it appears."""
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": self.system_template.render(**variables)}]
         if self.user_template:
-            messages.append({"role": "user", "content": self.user_template.render(**variables)})
+            images = {k: v for k, v in variables.items() if callable(getattr(v, "part", None))}
+            if not images:
+                messages.append({"role": "user", "content": self.user_template.render(**variables)})
+            else:
+                markers = {name: f"\x00image:{name}\x00" for name in images}
+                text = self.user_template.render(**{**variables, **markers})
+                messages.append({"role": "user", "content": _with_images(text, images)})
         return messages
 
     def run(self, variables: Mapping[str, Any] | None = None, /, *, stream: bool = False,

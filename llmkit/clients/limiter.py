@@ -109,7 +109,8 @@ def estimate_tokens(request: Mapping[str, Any]) -> int:
     from ..base.models import model_info
     from ..base.tokens import count_tokens
     limit = request.get("max_tokens") or request.get("max_completion_tokens") or 0
-    return count_tokens(request["messages"], model_info(str(request["model"])).encoding) + int(limit)
+    encoding = model_info(str(request["model"])).encoding
+    return count_tokens(request["messages"], encoding, tools=request.get("tools")) + int(limit)
 
 
 class Gate:

@@ -201,4 +201,5 @@ def check_limits(request: Mapping[str, Any]) -> None:
     """Raise `ContextLengthError` before sending what the model cannot take: a prompt over its
     input limit, or an output limit over its output limit (`llmkit.base.tokens.check_context`)."""
     asked = request.get("max_tokens") or request.get("max_completion_tokens")
-    tokens.check_context(request["messages"], str(request["model"]), asked)
+    tokens.check_context(request["messages"], str(request["model"]), asked,
+                         tools=request.get("tools"))

@@ -61,6 +61,7 @@ class MessageView:
     role: str
     content: str
     tokens: int | None = None
+    images: tuple[str, ...] = ()  # data:image URLs of the message's image parts (thumbnails)
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,8 @@ Scrub = Callable[[str], str]
 
 def _from_completion(title: str, completion: Completion, scrub: Scrub) -> CallSummary:
     model = completion.model
-    messages = [MessageView(str(m.get("role", "?")), scrub(_message_text(m)), _tokens(m, model))
-                for m in completion.messages]
+    messages = [MessageView(str(m.get("role", "?")), scrub(_message_text(m)), _tokens(m, model),
+                            _thumbnails(m)) for m in completion.messages]
     params = {k: v for k, v in completion.request.items() if k not in ("messages", "model")}
     # None: the server sent no usage; {}: it sent something that is not token counts (unknown)
     usage = completion.usage if completion.response.get("usage") is not None else None
@@ -139,6 +140,16 @@ def _message_text(message: Mapping[str, Any]) -> str:
         function = call.get("function") or {}
         text += f"\n[tool call] {function.get('name')}({function.get('arguments', '')})"
     return text.strip("\n")
+
+
+def _thumbnails(message: Mapping[str, Any]) -> tuple[str, ...]:
+    """Inline images of a message (data URLs only: a display never fetches a remote host)."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return ()
+    urls = [(p.get("image_url") or {}).get("url") for p in content
+            if isinstance(p, Mapping) and p.get("type") == "image_url"]
+    return tuple(u for u in urls if isinstance(u, str) and u.startswith("data:image/"))
 
 
 def _tokens(message: Mapping[str, Any], model: str) -> int:
@@ -323,7 +334,9 @@ def message_html(m: MessageView) -> str:
     label = (f'<span style="{_LABEL}">{html.escape(m.role)}</span>'
              + (f' <span class="llmkit-tokens" style="{_LABEL}">{m.tokens} tokens</span>'
                 if m.tokens is not None else ""))
-    body = f'<div {_PRE}>{html.escape(m.content)}</div>'
+    body = f'<div {_PRE}>{html.escape(m.content)}</div>' + "".join(
+        f'<img src="{html.escape(url)}" alt="image" style="max-width:128px;max-height:128px;'
+        f'margin:2px 4px 2px 0;border-radius:3px">' for url in m.images)
     if len(m.content) > COLLAPSE_AT:
         return (f'<details class="llmkit-message" style="{_MESSAGE}"><summary>{label} · '
                 f'{len(m.content)} characters</summary>{body}</details>')
