@@ -5,9 +5,9 @@ Stdlib only. Serves ``/v1/chat/completions`` (JSON and SSE streaming),
 ``/openai/deployments/<name>/...`` equivalents on 127.0.0.1.
 
 Scripted behaviours (each consumed once per matching request, FIFO, with
-``times=`` and ``path_contains=``): ``reply``, ``surrogate_text``,
-``null_message`` and ``no_message`` shape chat answers (only chat requests
-consume them); ``fail``, ``delay``, ``drop``, ``malformed``, ``body``,
+``times=`` and ``path_contains=``): ``reply``, ``reply_tool_calls``,
+``surrogate_text``, ``null_message`` and ``no_message`` shape chat answers
+(only chat requests consume them); ``fail``, ``delay``, ``drop``, ``malformed``, ``body``,
 ``echo_key``, ``cut_stream`` and ``trickle`` apply to any path.
 
 Run ``python -m tests.openai_server`` to serve until killed; it prints
@@ -50,7 +50,7 @@ class RecordedRequest:
     time: float
 
 
-_CHAT_KINDS = frozenset({"reply", "null_message", "no_message"})
+_CHAT_KINDS = frozenset({"reply", "tool_calls", "null_message", "no_message"})
 
 
 @dataclass
@@ -290,6 +290,7 @@ class OpenAITestServer:
         self._queue: list[_Action] = []
         self._window: deque[float] = deque()
         self._ids = 0
+        self._call_ids = 0  # numbers the tool calls of `reply_tool_calls` answers: call_1, call_2...
         self._lock = threading.Lock()
         self._generation = 0  # bumped by reset(): older requests stop counting as in flight
         self._wake = threading.Event()  # set to cut short the sleeps of older requests
@@ -352,6 +353,7 @@ class OpenAITestServer:
             self._window.clear()
             self.rejected = 0
             self.peak_concurrency = 0
+            self._call_ids = 0
 
     # -- scripting -------------------------------------------------------------
     def _push(self, kind: str, times: int, path_contains: str | None, **params: Any) -> None:
@@ -383,6 +385,25 @@ class OpenAITestServer:
             finish_reason=finish_reason,
             model=model,
         )
+
+    def reply_tool_calls(
+        self,
+        calls: list[tuple[str, dict[str, Any] | str]],
+        *,
+        times: int = 1,
+        path_contains: str | None = None,
+    ) -> None:
+        """Next chat completion(s) ask for tool calls: ``[(name, arguments), ...]``.
+
+        The assistant message has ``content`` null and one ``tool_calls`` entry per pair,
+        ``{"id": "call_<n>", "type": "function", "function": {"name", "arguments"}}``, with
+        ``finish_reason="tool_calls"``. A dict of arguments is sent as JSON text, a str
+        verbatim (so it may be anything, even text that is not JSON). ``<n>`` counts the
+        calls this server has answered since the last ``reset()``, from 1. Streams send
+        the calls as ``delta.tool_calls`` pieces (name first, then the arguments).
+        """
+        pairs = [(name, args if isinstance(args, str) else json.dumps(args)) for name, args in calls]
+        self._push("tool_calls", times, path_contains, calls=pairs)
 
     def surrogate_text(
         self, content: str = "lone \ud800 surrogate", *, times: int = 1, path_contains: str | None = None
@@ -639,11 +660,26 @@ class OpenAITestServer:
             self._ids += 1
             return f"{prefix}-{self._ids:06d}"
 
+    def _tool_calls(self, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The ``tool_calls`` of one scripted answer, each with a new ``call_<n>`` id."""
+        calls = []
+        for name, arguments in pairs:
+            with self._lock:
+                self._call_ids += 1
+                call_id = f"call_{self._call_ids}"
+            function = {"name": name, "arguments": arguments}
+            calls.append({"id": call_id, "type": "function", "function": function})
+        return calls
+
     def _chat(self, h: _Handler, body: dict[str, Any], action: _Action | None) -> None:
         messages = body.get("messages") or []
         shape = action.kind if action is not None else None
         model = body.get("model", "")
-        if action is not None and shape == "reply":
+        tool_calls: list[dict[str, Any]] | None = None
+        if action is not None and shape == "tool_calls":
+            tool_calls = self._tool_calls(action.params["calls"])
+            content, finish, usage = "", "tool_calls", None
+        elif action is not None and shape == "reply":
             content, finish, usage = (
                 action.params["content"],
                 action.params["finish_reason"],
@@ -661,7 +697,9 @@ class OpenAITestServer:
         n = int(body.get("n") or 1)
         if usage is None:
             prompt = sum(len(_words(_text_of(m.get("content")))) + 4 for m in messages if isinstance(m, dict))
-            completion = n * len(_words(content))
+            called = " ".join(f"{c['function']['name']} {c['function']['arguments']}"
+                              for c in tool_calls or ())
+            completion = n * len(_words(content + " " + called))
             usage = {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
@@ -674,10 +712,13 @@ class OpenAITestServer:
             "system_fingerprint": "fp_test",
         }
         if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+            if tool_calls is not None:
+                message.update(content=None, tool_calls=tool_calls)
             choices = [
                 {
                     "index": i,
-                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "message": dict(message),
                     "logprobs": None,
                     "finish_reason": finish,
                 }
@@ -690,6 +731,14 @@ class OpenAITestServer:
         events: list[Any] = []
         for i in range(n):
             deltas = [{"role": "assistant", "content": ""}] + [{"content": p} for p in pieces]
+            for slot, call in enumerate(tool_calls or []):
+                function = call["function"]
+                deltas.append(
+                    {"tool_calls": [{"index": slot, "id": call["id"], "type": "function",
+                                     "function": {"name": function["name"], "arguments": ""}}]}
+                )
+                rest = {"arguments": function["arguments"]}
+                deltas.append({"tool_calls": [{"index": slot, "function": rest}]})
             events += [
                 {**chunk, "choices": [{"index": i, "delta": d, "logprobs": None, "finish_reason": None}]}
                 for d in deltas

@@ -15,10 +15,10 @@ deleted (`cache_db._JSONDisk`); `get` returns only values of a known kind (`cach
 Imports are checked line by line (shape, nesting, size, encoding) before anything is written.
 
 Entries have a *kind*, told from the stored value's shape by `entry_kind`: ``chat`` (an API chat
-completion, with ``choices``), ``embedding`` (``{"embedding": [...]}``) or ``other``. Only the
-first two are cached: `set`, `get` and imports refuse ``other`` values and malformed ones. `stats`
-counts entries per kind, and exports carry the kind on every line, so that a reader can handle
-each kind for what it is.
+completion, with ``choices``), ``embedding`` (``{"embedding": [...]}``), ``tool`` (a pure tool's
+result, ``{"tool_result": "..."}``) or ``other``. Only the first three are cached: `set`, `get`
+and imports refuse ``other`` values and malformed ones. `stats` counts entries per kind, and
+exports carry the kind on every line, so that a reader can handle each kind for what it is.
 """
 
 from __future__ import annotations

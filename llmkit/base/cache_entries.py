@@ -1,8 +1,9 @@
 """What a cache entry may be, in the cache and in JSON Lines files (exports, recordings).
 
-A value is cached only if it is a chat answer (``{"choices": [...]}``) or an embedding entry
-(``{"embedding": [numbers]}``), nests at most `_MAX_DEPTH` levels, fits in `_MAX_TEXT` and is valid
-Unicode. Import files are untrusted input: every line is checked before anything is written.
+A value is cached only if it is a chat answer (``{"choices": [...]}``), an embedding entry
+(``{"embedding": [numbers]}``) or a pure tool's result (``{"tool_result": <text>}``), nests at
+most `_MAX_DEPTH` levels, fits in `_MAX_TEXT` and is valid Unicode. Import files are untrusted
+input: every line is checked before anything is written.
 """
 
 from __future__ import annotations
@@ -23,20 +24,24 @@ __all__ = ["ENTRY_KINDS", "cache_key", "entry_kind", "read_entries"]
 _MAX_DEPTH = 64
 _MAX_TEXT = 16 * 2**20
 _BAD_VECTOR = 'a malformed embedding entry (expected {"embedding": [numbers...]})'
+_BAD_TOOL = 'a malformed tool result (expected exactly {"tool_result": <text>})'
 
 
 
 # Every kind `entry_kind` can return, in the order stats and exports list them.
-ENTRY_KINDS = ("chat", "embedding", "other")
+ENTRY_KINDS = ("chat", "embedding", "tool", "other")
 
 
 def entry_kind(value: Mapping[str, Any]) -> str:
     """The kind of a stored value, from its shape: ``"chat"`` for a chat completion (it has a
-    ``choices`` list), ``"embedding"`` for ``{"embedding": [...]}``, else ``"other"``."""
+    ``choices`` list), ``"embedding"`` for ``{"embedding": [...]}``, ``"tool"`` for a pure tool's
+    result memoised by a tool-calling loop (it has a ``"tool_result"``), else ``"other"``."""
     if isinstance(value.get("choices"), list):
         return "chat"
     if isinstance(value.get("embedding"), list):
         return "embedding"
+    if "tool_result" in value:
+        return "tool"
     return "other"
 
 
@@ -59,8 +64,12 @@ def _shape_problem(value: dict[str, Any]) -> str | None:
             if len(value) == 1 and value["embedding"] and sum(value["embedding"]) is not None:
                 return None
         return _BAD_VECTOR
-    return ('neither a chat answer ({"choices": [...]}) nor an embedding entry '
-            '({"embedding": [...]}), the only kinds llmkit caches')
+    if kind == "tool":
+        if len(value) == 1 and isinstance(value["tool_result"], str):
+            return None
+        return _BAD_TOOL
+    return ('neither a chat answer ({"choices": [...]}), an embedding entry ({"embedding": [...]}) '
+            'nor a tool result ({"tool_result": <text>}), the only kinds llmkit caches')
 
 
 def _too_deep(value: Any) -> bool:
@@ -126,9 +135,9 @@ def read_entries(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]
 
     Each line is ``{"key": <string>, "value": <object>}``, optionally with ``"kind"`` (as
     `export_jsonl` writes it; it must be the `entry_kind` of the value) and ``"request"`` (what
-    was asked, kept for people reading a recording).  The value must be a chat answer or an
-    embedding entry, as `ResponseCache.set` requires, nest at most 64 levels and the line take
-    at most 16 MiB.  A bad line raises `CacheError` naming the file and line.
+    was asked, kept for people reading a recording).  The value must be a chat answer, an
+    embedding entry or a tool result, as `ResponseCache.set` requires, nest at most 64 levels
+    and the line take at most 16 MiB.  A bad line raises `CacheError` naming the file and line.
     """
     name = os.fspath(path)
     rows: list[tuple[str, dict[str, Any]]] = []
@@ -161,7 +170,7 @@ def _entry(line: bytes, where: str) -> tuple[str, dict[str, Any]]:
     if "kind" in item and item["kind"] != (shape := entry_kind(item["value"])):
         raise CacheError(f"{where}: \"kind\" is {item['kind']!r} but the value is "
                          f"of kind {shape!r} (a chat answer has \"choices\", an "
-                         'embedding is {"embedding": [...]})')
+                         'embedding is {"embedding": [...]}, a tool result {"tool_result": <text>})')
     try:
         _row(item["key"], item["value"])
     except ValueError as exc:
