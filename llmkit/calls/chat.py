@@ -138,7 +138,7 @@ class LLMChat:
                       output=output_type or self.output_type, tools=self.tools,
                       **self._tool_options, **self.model_params)
         self._messages.append(_assistant(answer.completion))
-        self._completion, self._steps = answer.completion, answer.steps
+        self._completion, self._steps = answer.completion, list(answer.steps)
         return answer.value
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:

@@ -15,6 +15,9 @@ from .send import Answer, send
 __all__ = ["LLMCall"]
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # values that cannot be images: skip the check
+
+
 def _with_images(text: str, images: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Content parts: the rendered text split where image markers were, images in between."""
     parts: list[dict[str, Any]] = []
@@ -74,7 +77,8 @@ class LLMCall:
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": self.system_template.render(**variables)}]
         if self.user_template:
-            images = {k: v for k, v in variables.items() if callable(getattr(v, "part", None))}
+            images = {k: v for k, v in variables.items()
+                      if type(v) not in _PLAIN and callable(getattr(v, "part", None))}
             if not images:
                 messages.append({"role": "user", "content": self.user_template.render(**variables)})
             else:
