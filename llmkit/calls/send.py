@@ -71,7 +71,8 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
         declared = [as_tool(t) for t in tools]
         specs = [t.spec() for t in declared]
         store = None
-        if tool_cache == "pure":
+        use_cache = settings["cache_api_calls"] if cache is None else cache
+        if tool_cache == "pure" and use_cache:
             from ..clients.store import open_cache
             store = open_cache(settings["cache_dir"] or None)
         completion, steps = run_tools(lambda turn: one(turn, tools=specs), conversation, declared,
