@@ -55,10 +55,11 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
         else:
             conversation = _with_instructions(conversation, typed.instructions())
 
-    def accept(completion: Completion) -> Any:
-        if typed is None or completion.message.get("tool_calls"):
-            return None
-        return typed.parse(completion.text)
+    parsed: list[Any] = []  # the final answer's value, parsed once by `accept`
+
+    def accept(completion: Completion) -> None:
+        if typed is not None and not completion.message.get("tool_calls"):
+            parsed[:] = [typed.parse(completion.text)]
 
     def one(turn: list[dict[str, Any]], **extra: Any) -> Completion:
         prepared = chosen.prepare(turn, stream=stream, cache=cache, settings=settings,
@@ -80,7 +81,7 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
                                       cache=store)
     else:
         completion = one(conversation)
-    value = typed.parse(completion.text) if typed is not None else Result(completion)
+    value = parsed[0] if typed is not None else Result(completion)
     return Answer(completion, value, steps)
 
 
