@@ -8,6 +8,7 @@ nothing else, so what a call used is written down in one place.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -77,7 +78,8 @@ def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
         exponential_backoff_factor=options.get("exponential_backoff_factor")
         or s["exponential_backoff_factor"],
         max_waiting_time=s["max_waiting_time"], max_retry_after=s["max_retry_after"])
-    cache_dir = s["cache_dir"] or str(default_cache_dir())
+    cache_dir = s["cache_dir"] or _default_cache_dir(os.environ.get("XDG_CACHE_HOME"),
+                                                     os.environ.get("HOME"))
     return Prepared(kind, client.api_type, endpoint, request, public, key, use_cache, cache_dir,
                     s["replay"] or None, s["record"] or None, bool(stream),
                     options.get("timeout") or s["timeout"], policy, s["rpm"], s["tpm"], s)
@@ -85,7 +87,13 @@ def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/llmkit``, else ``~/.cache/llmkit``."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmkit"
+    return Path(_default_cache_dir(os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME")))
+
+
+@functools.lru_cache(maxsize=8)
+def _default_cache_dir(xdg: str | None, home: str | None) -> str:
+    """Remembered per environment: every call with no CACHE_DIR asks (Path.home() costs ~5 µs)."""
+    return str(Path(xdg or Path.home() / ".cache") / "llmkit")
 
 
 def _public(request: dict[str, Any], s: Settings) -> dict[str, Any]:
