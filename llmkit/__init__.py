@@ -11,10 +11,12 @@ from typing import Any
 from .base.config import force_default_value
 from .base.errors import (
     AuthenticationError,
+    BudgetExceededError,
     CacheError,
     CallError,
     ConfigError,
     ContextLengthError,
+    HistoryWarning,
     InvalidRequestError,
     LLMKitError,
     LLMKitWarning,
@@ -31,6 +33,7 @@ from .base.errors import (
 from .base.images import Image, image
 from .base.models import ModelInfo, model_info
 from .base.result import Completion, Result
+from .base.runs import Run, Runs, Spend
 from .base.tokens import count_tokens
 from .calls.batch import FailedRow, last_batch
 from .calls.chat import LLMChat
@@ -38,6 +41,7 @@ from .calls.decorator import llm
 from .calls.llmcall import LLMCall
 from .clients.azure_client import AzureClient
 from .clients.compatible import CompatibleClient
+from .clients.history import experiment, history, spend
 from .clients.local import LocalClient
 from .clients.openai_client import OpenAIClient
 from .clients.registry import client, force_api_cache, force_api_type, register_client, registered
@@ -47,6 +51,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthenticationError",
     "AzureClient",
+    "BudgetExceededError",
     "CacheError",
     "CallError",
     "CompatibleClient",
@@ -54,6 +59,7 @@ __all__ = [
     "ConfigError",
     "ContextLengthError",
     "FailedRow",
+    "HistoryWarning",
     "Image",
     "InvalidRequestError",
     "LLMCall",
@@ -69,15 +75,20 @@ __all__ = [
     "RateLimitError",
     "ReplayMissError",
     "Result",
+    "Run",
+    "Runs",
     "ServerError",
+    "Spend",
     "TemplateError",
     "ToolLoopError",
     "TransportError",
     "client",
     "count_tokens",
+    "experiment",
     "force_api_cache",
     "force_api_type",
     "force_default_value",
+    "history",
     "image",
     "last_batch",
     "llm",
@@ -85,6 +96,7 @@ __all__ = [
     "playground",
     "register_client",
     "registered",
+    "spend",
 ]
 
 

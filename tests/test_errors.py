@@ -86,7 +86,7 @@ def test_tree_shape_and_tinytroupe_names() -> None:
     assert issubclass(errors.MissingVariableError, errors.TemplateError)
     for name in errors.__all__:
         cls = getattr(errors, name)
-        if cls is errors.LLMKitWarning:
+        if issubclass(cls, errors.LLMKitWarning):
             assert issubclass(cls, UserWarning)
             continue
         assert issubclass(cls, errors.LLMKitError) and issubclass(cls, Exception)

@@ -109,6 +109,10 @@ SCHEMA: dict[str, Callable[[str], Any]] = {
     "local_threads": _number(0, 512, int),
     "replay": _text,
     "record": _text,
+    "history": _bool,
+    "history_path": _text,
+    "budget_usd": _optional(_number(0, 1e9)),
+    "daily_budget_usd": _optional(_number(0, 1e9)),
 }
 """Every configuration key (lower case) and the parser that checks its value."""
 

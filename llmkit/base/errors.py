@@ -8,6 +8,7 @@
     │   └── ReplayMissError          read-only replay: the call is not in the recording
     ├── OutputTypeError              an answer that does not validate as the output_type asked for
     ├── ToolLoopError                a tool-calling loop that did not end within max_steps
+    ├── BudgetExceededError          refused before sending: it could pass BUDGET_USD or DAILY_BUDGET_USD
     └── CallError                    a request to a model API failed
         ├── InvalidRequestError      the request itself is wrong: do not retry (400, 404, 422)
         │   ├── AuthenticationError  401 / 403, or no credentials configured
@@ -23,17 +24,20 @@ decided in one place, `CallError.retryable`. `InvalidRequestError` and `NonTermi
 TinyTroupe's names. The ``openai`` package's exceptions are translated in exactly one place,
 `llmkit.clients.boundary`.
 
-Warnings: `LLMKitWarning` (a `UserWarning`) is the base of every warning llmkit gives.
+Warnings: `LLMKitWarning` (a `UserWarning`) is the base of every warning llmkit gives;
+`HistoryWarning` says the run history could not be written (the call itself went through).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "BudgetExceededError",
     "CacheError",
     "CallError",
     "ConfigError",
     "ContextLengthError",
+    "HistoryWarning",
     "InvalidRequestError",
     "LLMKitError",
     "LLMKitWarning",
@@ -104,6 +108,16 @@ class ToolLoopError(LLMKitError):
     def __init__(self, message: str, *, steps: list | None = None) -> None:  # type: ignore[type-arg]
         super().__init__(message)
         self.steps = steps or []
+
+
+class BudgetExceededError(LLMKitError):
+    """An uncached call refused before anything was sent: its estimated cost (prompt tokens plus
+    the output limit, at the model's prices) could take spend past ``BUDGET_USD`` (this process)
+    or ``DAILY_BUDGET_USD`` (today, every process, from the run history)."""
+
+
+class HistoryWarning(LLMKitWarning):
+    """The run history could not be written (locked, read-only or broken); calls go on."""
 
 
 class CallError(LLMKitError):

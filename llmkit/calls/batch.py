@@ -22,6 +22,7 @@ unused key is usually a misspelt one, and a missing one fails its row.
 
 from __future__ import annotations
 
+import contextvars
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..base import config, hooks
 from ..base.errors import ConfigError, LLMKitWarning
+from ..clients.history import linked, new_id
 from .send import Answer
 
 if TYPE_CHECKING:
@@ -122,14 +124,21 @@ class _Batch:
         self.progress = hooks.notebook("progress").Progress(
             len(self.rows), enabled=bool(options.get("progress", True)))
         self.results: list[Any] = [None] * len(self.rows)  # Result, typed value or FailedRow
+        self.id = new_id()  # the run history's batch_id of every row
+        self.context = contextvars.copy_context()  # worker threads keep the caller's experiment
         global _last
         _last = self.results
 
     def row(self, index: int) -> Answer | FailedRow:
-        """Render and send one row (`LLMCall.ask`: the LLMCall's state is not touched)."""
+        """Render and send one row (`LLMCall.ask`: the LLMCall's state is not touched), in a copy
+        of the caller's context."""
+        return self.context.copy().run(self._row, index)
+
+    def _row(self, index: int) -> Answer | FailedRow:
         variables = self.rows[index]
         try:
-            return self.call.ask(variables)
+            with linked(batch_id=self.id):
+                return self.call.ask(variables)
         except Exception as error:  # every failure belongs to its row
             return FailedRow(index, dict(variables), error)
 

@@ -13,12 +13,13 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import closing
+from dataclasses import replace
 from typing import Any
 
 from ..base import config
 from ..base.errors import AuthenticationError, InvalidRequestError, LLMKitWarning
 from ..base.result import Completion
-from . import answers, boundary, limiter, store
+from . import answers, boundary, budget, history, limiter, store
 from .prepare import Prepared, prepare_chat, prepare_embeddings
 from .streaming import collect_stream
 
@@ -137,56 +138,71 @@ class OpenAIClient:
         """Answer a prepared call: from replay or the cache, else from the server.
 
         ``accept(completion)`` checks an answer before it is returned or cached (a typed answer
-        is parsed); what it raises propagates, and nothing is cached.
+        is parsed); what it raises propagates, and nothing is cached. Every outcome, answer or
+        error, is recorded in the run history.
         """
-        hit = store.lookup(p)
-        if hit is not None:
-            completion = Completion(p.public, hit, time.perf_counter() - p.started, True, p.api_type)
-            if accept is not None:
-                accept(completion)
-            if on_delta is not None and completion.text:
-                on_delta(completion.text)
-            return completion
-        sdk = self._sdk(p.settings)
-        gate = limiter.Gate(p)
-        create = sdk.chat.completions.create
-        open_response = sdk.chat.completions.with_streaming_response.create
-
-        def attempt() -> dict[str, Any]:
-            gate.acquire()
-            deadline = time.monotonic() + p.timeout
-            try:
-                if p.stream:
-                    chunks = boundary.stream(lambda: create(
-                        **p.request, stream=True, stream_options={"include_usage": True},
-                        timeout=p.timeout), p.secrets, deadline)
-                    with closing(chunks):
-                        return answers.chat_answer(collect_stream(chunks, on_delta))
-                body = boundary.read(lambda: open_response(**p.request, timeout=p.timeout),
-                                     p.secrets, deadline)
-                return answers.chat_answer(answers.parse_json(body))
-            except Exception as exc:
-                gate.failed(exc)
-                raise
-
-        response = p.policy.run(attempt)
-        gate.succeeded(response)
-        completion = Completion(p.public, response, time.perf_counter() - p.started, False,
-                                p.api_type)
-        message = completion.message
-        if not message.get("content") and not message.get("tool_calls") and \
-                completion.finish_reason == "length":
-            limit = p.request.get("max_completion_tokens") or p.request.get("max_tokens")
-            warnings.warn(
-                f"{p.request['model']!r} stopped at its output limit before writing anything "
-                f"(finish_reason='length', limit {limit}); a reasoning model's hidden reasoning "
-                f"counts against it: pass a larger max_tokens, or none at all. The empty answer "
-                f"is not cached.", LLMKitWarning, stacklevel=3)
-            return completion
-        if accept is not None:
-            accept(completion)
-        store.keep(p, response)
+        completion: Completion | None = None
+        try:
+            hit = store.lookup(p)
+            if hit is not None:
+                completion = Completion(p.public, hit, time.perf_counter() - p.started, True,
+                                        p.api_type)
+                if accept is not None:
+                    accept(completion)
+                if on_delta is not None and completion.text:
+                    on_delta(completion.text)
+            else:
+                completion = self._send(p, on_delta)
+                if completion.finish_reason != "length" or completion.message.get("content") or \
+                        completion.message.get("tool_calls"):
+                    if accept is not None:
+                        accept(completion)
+                    store.keep(p, completion.response)
+                else:
+                    limit = p.request.get("max_completion_tokens") or p.request.get("max_tokens")
+                    warnings.warn(
+                        f"{p.request['model']!r} stopped at its output limit before writing "
+                        f"anything (finish_reason='length', limit {limit}); a reasoning model's "
+                        f"hidden reasoning counts against it: pass a larger max_tokens, or none at "
+                        f"all. The empty answer is not cached.", LLMKitWarning, stacklevel=3)
+        except BaseException as exc:
+            history.record(p, completion, exc)
+            raise
+        history.record(p, completion)
         return completion
+
+    def _send(self, p: Prepared, on_delta: Callable[[str], None] | None) -> Completion:
+        """Ask the server (within the budgets, the rate limits and the retry policy)."""
+        reserved = budget.reserve(p)
+        response = None
+        try:
+            sdk = self._sdk(p.settings)
+            gate = limiter.Gate(p)
+            create = sdk.chat.completions.create
+            open_response = sdk.chat.completions.with_streaming_response.create
+
+            def attempt() -> dict[str, Any]:
+                gate.acquire()
+                deadline = time.monotonic() + p.timeout
+                try:
+                    if p.stream:
+                        chunks = boundary.stream(lambda: create(
+                            **p.request, stream=True, stream_options={"include_usage": True},
+                            timeout=p.timeout), p.secrets, deadline)
+                        with closing(chunks):
+                            return answers.chat_answer(collect_stream(chunks, on_delta))
+                    body = boundary.read(lambda: open_response(**p.request, timeout=p.timeout),
+                                         p.secrets, deadline)
+                    return answers.chat_answer(answers.parse_json(body))
+                except Exception as exc:
+                    gate.failed(exc)
+                    raise
+
+            response = p.policy.run(attempt)
+            gate.succeeded(response)
+        finally:
+            budget.settle(reserved, p, response)
+        return Completion(p.public, response, time.perf_counter() - p.started, False, p.api_type)
 
     # -- embeddings -----------------------------------------------------------------------------
 
@@ -204,23 +220,48 @@ class OpenAIClient:
         cache = params.pop("cache", None)
         prepared = prepare_embeddings(self, self.settings(), inputs, {"model": model, **params},
                                       cache=cache)
-        found = [store.lookup(p) for p in prepared]
-        missing = [i for i, v in enumerate(found) if v is None]
-        if missing:
-            first = prepared[0]
-            sdk = self._sdk(first.settings)
-            body = {k: v for k, v in first.request.items() if k != "input"}
-            batch = [inputs[i] for i in missing]
-
-            def attempt() -> list[list[float]]:
-                deadline = time.monotonic() + first.timeout
-                raw = boundary.read(lambda: sdk.embeddings.with_streaming_response.create(
-                    **body, input=batch, timeout=first.timeout), first.secrets, deadline)
-                return answers.embedding_vectors(answers.parse_json(raw), len(batch))
-
-            for i, vector in zip(missing, first.policy.run(attempt), strict=True):
-                found[i] = {"embedding": vector}
-                store.keep(prepared[i], found[i])  # type: ignore[arg-type]
+        whole = replace(prepared[0], request={**prepared[0].request, "input": inputs},
+                        public={**prepared[0].public, "input": inputs})  # for history, budget
+        usage: Any = None
+        try:
+            found = [store.lookup(p) for p in prepared]
+            missing = [i for i, v in enumerate(found) if v is None]
+            if missing:
+                usage = self._embed(whole, [inputs[i] for i in missing], prepared, missing, found)
+        except BaseException as exc:
+            history.record(whole, None, exc)
+            raise
         vectors = [v["embedding"] for v in found]  # type: ignore[index]
+        summary = {"role": "assistant",
+                   "content": f"{len(vectors)} vector{'s' * (len(vectors) != 1)} of "
+                              f"{len(vectors[0])} numbers"}
+        history.record(whole, Completion(whole.public, {
+            "model": whole.request["model"], "usage": usage,
+            "choices": [{"message": summary, "finish_reason": "stop"}]},
+            time.perf_counter() - whole.started, not missing, whole.api_type))
         return vectors[0] if single else vectors
 
+    def _embed(self, whole: Prepared, batch: list[str], prepared: list[Prepared],
+               missing: list[int], found: list[Any]) -> Any:
+        """Send the texts not found, keep their vectors in ``found``; return the API's usage."""
+        reserved = budget.reserve(replace(whole, request={**whole.request, "input": batch}))
+        data: Any = None
+        try:
+            sdk = self._sdk(whole.settings)
+            body = {k: v for k, v in whole.request.items() if k != "input"}
+
+            def attempt() -> Any:
+                deadline = time.monotonic() + whole.timeout
+                raw = boundary.read(lambda: sdk.embeddings.with_streaming_response.create(
+                    **body, input=batch, timeout=whole.timeout), whole.secrets, deadline)
+                answer = answers.parse_json(raw)
+                answers.embedding_vectors(answer, len(batch))
+                return answer
+
+            data = whole.policy.run(attempt)
+        finally:
+            budget.settle(reserved, whole, data)
+        for i, vector in zip(missing, answers.embedding_vectors(data, len(batch)), strict=True):
+            found[i] = {"embedding": vector}
+            store.keep(prepared[i], found[i])
+        return data.get("usage")

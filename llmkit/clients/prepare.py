@@ -27,7 +27,8 @@ from . import params as vocabulary
 from .boundary import HIDDEN
 from .retry import RetryPolicy
 
-__all__ = ["SAMPLING", "Prepared", "default_cache_dir", "prepare_chat", "prepare_embeddings"]
+__all__ = ["SAMPLING", "Prepared", "default_cache_dir", "history_path", "prepare_chat",
+           "prepare_embeddings"]
 
 SAMPLING = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
 
@@ -54,6 +55,7 @@ class Prepared:
     policy: RetryPolicy
     rpm: float | None
     tpm: float | None
+    history: str | None  # the run history's file (None: HISTORY is off)
     settings: Settings = field(repr=False)  # for the SDK client; its repr hides credentials
     started: float = field(default_factory=time.perf_counter, repr=False)
 
@@ -82,7 +84,23 @@ def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
                                                      os.environ.get("HOME"))
     return Prepared(kind, client.api_type, endpoint, request, public, key, use_cache, cache_dir,
                     s["replay"] or None, s["record"] or None, bool(stream),
-                    options.get("timeout") or s["timeout"], policy, s["rpm"], s["tpm"], s)
+                    options.get("timeout") or s["timeout"], policy, s["rpm"], s["tpm"],
+                    _history_path(s["history"], s["history_path"], cache_dir), s)
+
+
+def history_path(s: Settings) -> str | None:
+    """The run history's file: HISTORY_PATH, else ``history.sqlite3`` in the cache folder (None
+    when HISTORY is off)."""
+    cache_dir = s["cache_dir"] or _default_cache_dir(os.environ.get("XDG_CACHE_HOME"),
+                                                     os.environ.get("HOME"))
+    return _history_path(s["history"], s["history_path"], cache_dir)
+
+
+@functools.lru_cache(maxsize=8)
+def _history_path(on: bool, path: str | None, cache_dir: str) -> str | None:
+    if not on:
+        return None
+    return str(Path(path).expanduser()) if path else str(Path(cache_dir) / "history.sqlite3")
 
 
 def default_cache_dir() -> Path:

@@ -1,0 +1,103 @@
+"""Spend limits: ``BUDGET_USD`` for this process, ``DAILY_BUDGET_USD`` for today across processes.
+
+Before an uncached call is sent, its cost is estimated at its worst: the prompt's tokens at the
+input price plus the output limit (``max_tokens``, else the model's own) at the output price. If
+that could take spend past a budget, `BudgetExceededError` is raised and nothing is sent. The
+estimate is reserved while the call is in flight, so eight batch threads cannot each see room
+for one more call and together overspend; when the answer comes, the reservation gives way to its
+real cost. A model with no known price (a local one) is never refused.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..base import tokens
+from ..base.errors import BudgetExceededError, ConfigError
+from ..base.models import cost, model_info
+from .prepare import Prepared
+
+__all__ = ["estimate", "reserve", "settle", "spent"]
+
+_lock = threading.Lock()
+_spent = 0.0  # USD paid by this process (answers from the model, not the cache)
+_reserved = 0.0  # USD estimated for calls in flight
+
+
+def spent() -> float:
+    """USD this process has paid so far (calls answered by a model, priced by the model table)."""
+    return _spent
+
+
+def estimate(p: Prepared) -> float | None:
+    """The most ``p`` could cost in USD (None: the model has no known price)."""
+    info = model_info(str(p.request["model"]))
+    if info.input_price is None or info.output_price is None:
+        return None
+    if p.kind == "embedding":
+        texts = p.request["input"]
+        texts = [texts] if isinstance(texts, str) else texts
+        return sum(tokens.count_text(t, info.encoding) for t in texts) * info.input_price / 1e6
+    prompt = tokens.count_tokens(p.request["messages"], info.encoding,
+                                 tools=p.request.get("tools"))
+    limit = (p.request.get("max_completion_tokens") or p.request.get("max_tokens")
+             or info.max_output_tokens or 0)
+    return (prompt * info.input_price + int(limit) * info.output_price) / 1e6
+
+
+def reserve(p: Prepared) -> float:
+    """Check ``p`` against the budgets and reserve its estimate (returned, for `settle`).
+
+    Raises `BudgetExceededError` when it could take spend past either budget.
+    """
+    global _reserved
+    s = p.settings
+    per_process, daily = s["budget_usd"], s["daily_budget_usd"]
+    if per_process is None and daily is None:
+        return 0.0
+    worst = estimate(p)
+    if worst is None:
+        return 0.0
+    model = p.request["model"]
+    with _lock:
+        if per_process is not None and _spent + _reserved + worst > per_process:
+            raise BudgetExceededError(
+                f"this call to {model!r} could cost up to ${worst:.4f}, and this process has "
+                f"spent ${_spent:.4f} (${_reserved:.4f} more in flight) of its BUDGET_USD "
+                f"${per_process:g}; nothing was sent. Raise BUDGET_USD, lower max_tokens, or "
+                f"use a cheaper model")
+        if daily is not None:
+            if not p.history:
+                raise ConfigError("DAILY_BUDGET_USD is read from the run history, which is off "
+                                  "(HISTORY=False): turn the history on, or use BUDGET_USD")
+            from .history import spent_today
+            today = spent_today(p.history)
+            if today + _reserved + worst > daily:
+                raise BudgetExceededError(
+                    f"this call to {model!r} could cost up to ${worst:.4f}, and ${today:.4f} has "
+                    f"been spent today (${_reserved:.4f} more in flight) of the DAILY_BUDGET_USD "
+                    f"${daily:g}; nothing was sent. Raise DAILY_BUDGET_USD, lower max_tokens, or "
+                    f"wait until tomorrow")
+        _reserved += worst
+    return worst
+
+
+def settle(reserved: float, p: Prepared, response: Any) -> float | None:
+    """Release a reservation and count what the call really cost (None: unknown)."""
+    global _spent, _reserved
+    paid = None
+    if response is not None:
+        usage = response.get("usage") if isinstance(response, dict) else None
+        paid = cost(str(p.request["model"]), usage)
+    with _lock:
+        _reserved = max(0.0, _reserved - reserved)
+        _spent += paid or 0.0
+    return paid
+
+
+def _reset() -> None:
+    """Forget this process's spend (tests use this between tests)."""
+    global _spent, _reserved
+    with _lock:
+        _spent = _reserved = 0.0

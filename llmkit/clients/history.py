@@ -1,0 +1,336 @@
+"""The run history: every call `OpenAIClient.execute` answers or fails is recorded, off the call's
+thread, in the SQLite database at ``HISTORY_PATH`` (`llmkit.base.history_db`).
+
+Recording never breaks or slows a call: the call's thread only queues a reference to the
+immutable `Prepared` and `Completion` (about a microsecond); one writer thread turns them into
+rows and writes them in batches. A database that cannot be written (locked past its timeout,
+read-only, broken) drops those rows and gives one `HistoryWarning`, in the caller's thread.
+`history` and `spend` wait for the queue to be written first, so they see every call made so far.
+
+Rows are linked to their batch, conversation and experiment through context variables set by
+`linked` (``map``, `LLMChat` and `experiment` use it), and, in a kernel, to the notebook and cell.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import contextvars
+import json
+import os
+import queue
+import re
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from ..base import hooks
+from ..base.errors import ConfigError, HistoryWarning
+from ..base.models import cost
+from ..base.result import Completion
+from ..base.runs import Runs, prompt_text
+from .boundary import scrub
+from .prepare import Prepared
+
+__all__ = ["experiment", "flush", "history", "linked", "new_id", "record", "spend", "spent_today"]
+
+_batch: contextvars.ContextVar[str | None] = contextvars.ContextVar("llmkit_batch", default=None)
+_chat: contextvars.ContextVar[str | None] = contextvars.ContextVar("llmkit_chat", default=None)
+_experiment: contextvars.ContextVar[str | None] = contextvars.ContextVar("llmkit_experiment",
+                                                                        default=None)
+_IDS = {"batch_id": _batch, "chat_id": _chat, "experiment": _experiment}
+
+_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+_writer: threading.Thread | None = None
+_start_lock = threading.Lock()
+_problem: str | None = None  # why rows could not be written; warned about once, by a caller
+_warned = False
+_DATA_URL = re.compile(r"data:([\w/+.-]+);base64,[A-Za-z0-9+/=]{64,}")
+
+
+BY = ("model", "day", "notebook")
+
+
+def new_id() -> str:
+    """A short random id for a batch or a conversation."""
+    return os.urandom(6).hex()
+
+
+@contextlib.contextmanager
+def linked(**ids: str | None) -> Iterator[None]:
+    """Record the calls made inside with these ids (``batch_id``, ``chat_id``, ``experiment``)."""
+    tokens = [(_IDS[name], _IDS[name].set(value)) for name, value in ids.items()]
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+def experiment(name: str) -> contextlib.AbstractContextManager[None]:
+    """Label every call made inside ``with llmkit.experiment("prompt-v2"):`` in the run history
+    (``llmkit.history()`` gives it as ``run.experiment``; threads started by ``map`` inherit it)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"experiment name must be non-empty text, got {name!r}")
+    return linked(experiment=name.strip())
+
+
+# -- recording (the call's thread) -------------------------------------------------------------
+
+def record(p: Prepared, completion: Completion | None, error: BaseException | None = None) -> None:
+    """Queue one call for the history (nothing when the history is off)."""
+    if p.history is None:
+        return
+    if _problem is not None and not _warned:
+        _warn()
+    where = _where() if "ipykernel" in sys.modules else None
+    _queue.put((p, completion, error, time.time(), time.perf_counter() - p.started,
+                _batch.get(), _chat.get(), _experiment.get(), where))
+    if _writer is None:
+        _start()
+
+
+def _where() -> tuple[str | None, str | None] | None:
+    try:
+        return hooks.notebook("context").where()  # type: ignore[no-any-return]
+    except Exception:  # the notebook layer missing or odd: the run is still recorded
+        return None
+
+
+def _warn() -> None:
+    global _warned
+    _warned = True
+    warnings.warn(f"the run history could not be written, and calls go on without it: "
+                  f"{_problem}. Set HISTORY_PATH to a writable file, or HISTORY=False",
+                  HistoryWarning, stacklevel=4)
+
+
+def _start() -> None:
+    global _writer
+    with _start_lock:
+        if _writer is None:
+            _writer = threading.Thread(target=_write_forever, name="llmkit-history", daemon=True)
+            _writer.start()
+
+
+def _reset_after_fork() -> None:
+    global _writer, _queue
+    _writer, _queue = None, queue.SimpleQueue()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+# -- writing (the writer thread) ---------------------------------------------------------------
+
+def _write_forever() -> None:
+    from ..base.history_db import HistoryDB  # sqlite3 loads with the first recorded call
+    dbs: dict[str, HistoryDB | None] = {}
+    while True:
+        items = [_queue.get()]
+        while len(items) < 1000:
+            try:
+                items.append(_queue.get_nowait())
+            except queue.Empty:
+                break
+        rows: dict[str, list[dict[str, Any]]] = {}
+        done: list[threading.Event] = []
+        for item in items:
+            if isinstance(item, threading.Event):
+                done.append(item)
+                continue
+            try:
+                rows.setdefault(item[0].history, []).append(_row(*item))
+            except Exception as exc:  # a row that cannot be built is dropped, not the writer
+                _failed(f"a run could not be recorded ({type(exc).__name__})")
+        for path, batch in rows.items():
+            try:
+                db = dbs.get(path)
+                if db is None:
+                    while len(dbs) >= 4:  # a process rarely writes to more than one history
+                        stale = dbs.pop(next(iter(dbs)))
+                        if stale is not None:
+                            stale.close()
+                    db = dbs[path] = HistoryDB(path)
+                db.insert(batch)
+            except Exception as exc:
+                _failed(f"{path}: {exc}")
+                dbs.pop(path, None)
+        for event in done:
+            event.set()
+
+
+def _failed(problem: str) -> None:
+    global _problem
+    _problem = problem
+
+
+def _row(p: Prepared, completion: Completion | None, error: BaseException | None, now: float,
+         latency: float, batch_id: str | None, chat_id: str | None, experiment: str | None,
+         where: tuple[str | None, str | None] | None) -> dict[str, Any]:
+    from ..base.history_db import day_of
+    request = p.public
+    if p.kind == "embedding":
+        texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
+        messages = [{"role": "input", "content": t} for t in texts]
+    else:
+        messages = request.get("messages") or []
+    messages = json.loads(_DATA_URL.sub(_short, json.dumps(messages, ensure_ascii=False)))
+    params = {k: v for k, v in request.items() if k not in ("model", "messages", "input")}
+    row: dict[str, Any] = {
+        "time": now - latency, "day": day_of(now - latency), "kind": p.kind,
+        "api_type": p.api_type, "host": _host(p.endpoint), "model": str(request.get("model")),
+        "messages": json.dumps(messages, ensure_ascii=False), "prompt": prompt_text(messages),
+        "answer": "", "params": json.dumps(params, ensure_ascii=False, default=str),
+        "prompt_tokens": None, "completion_tokens": None, "cached_tokens": None,
+        "total_tokens": None, "cost": 0.0, "latency": latency, "cached": 0,
+        "finish_reason": None, "tool_calls": None, "error": None, "error_message": None,
+        "notebook": where[0] if where else None, "cell_id": where[1] if where else None,
+        "batch_id": batch_id, "chat_id": chat_id, "experiment": experiment, "pid": os.getpid()}
+    if completion is not None:
+        message = completion.message
+        usage = completion.response.get("usage")
+        counts = completion.usage
+        details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+        cached_tokens = details.get("cached_tokens") if isinstance(details, dict) else None
+        content = message.get("content")
+        row.update(
+            answer=content if isinstance(content, str) else "",
+            model=completion.model or row["model"],
+            prompt_tokens=counts.get("prompt_tokens"), total_tokens=counts.get("total_tokens"),
+            completion_tokens=counts.get("completion_tokens"),
+            cached_tokens=cached_tokens if type(cached_tokens) is int else None,
+            cost=0.0 if completion.cached else cost(row["model"], usage),
+            latency=completion.latency, cached=int(completion.cached),
+            finish_reason=completion.finish_reason,
+            tool_calls=json.dumps(message["tool_calls"], ensure_ascii=False)
+            if isinstance(message.get("tool_calls"), list) else None)
+    if error is not None:
+        row["error"] = type(error).__name__
+        row["error_message"] = scrub(str(error), p.secrets)[:2000]
+    return row
+
+
+def _short(match: re.Match[str]) -> str:
+    return f"data:{match.group(1)};base64,<{len(match.group(0)) * 3 // 4:,} bytes not recorded>"
+
+
+def _host(endpoint: str) -> str:
+    """Host and port of an endpoint: never its path, query or user:password part."""
+    from urllib.parse import urlsplit
+    parts = urlsplit(endpoint)
+    return (parts.netloc.rpartition("@")[2] or endpoint.split("?")[0]).lower()
+
+
+def flush(timeout: float = 10.0) -> None:
+    """Wait until every call queued so far is written (or could not be)."""
+    if _writer is None or not _writer.is_alive():
+        return
+    done = threading.Event()
+    _queue.put(done)
+    done.wait(timeout)
+
+
+atexit.register(flush, 5.0)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+def history_file(path: str | None = None) -> str | None:
+    if path is not None:
+        return path
+    from ..base.config import resolve
+    from .prepare import history_path
+    return history_path(resolve())
+
+
+def since_time(since: Any) -> float | None:
+    """Seconds since the epoch from a datetime, a date (its local midnight), a number (epoch),
+    ISO text (``"2026-11-24"``) or an age (``"30m"``, ``"12h"``, ``"7d"``, ``"2w"``)."""
+    if since is None or (isinstance(since, (int, float)) and not isinstance(since, bool)):
+        return since
+    if isinstance(since, datetime):
+        return since.timestamp()
+    if isinstance(since, date):
+        return datetime(since.year, since.month, since.day).timestamp()
+    if isinstance(since, timedelta):
+        return time.time() - since.total_seconds()
+    if isinstance(since, str):
+        age = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", since)
+        if age:
+            unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[age.group(2)]
+            return time.time() - float(age.group(1)) * unit
+        try:
+            return datetime.fromisoformat(since.strip()).timestamp()
+        except ValueError:
+            pass
+    raise ConfigError(f"since={since!r} is not valid: expected a datetime, a date, epoch seconds, "
+                      f"an ISO date like '2026-11-24', or an age like '12h' or '7d'")
+
+
+def history(search: str | None = None, *, model: str | None = None, since: Any = None,
+            errors: bool | None = None, cached: bool | None = None, limit: int | None = 100,
+            path: str | None = None) -> Runs:
+    """Recorded runs, newest first: ``search`` finds words in prompts and answers (every word
+    must appear); ``model``, ``since``, ``errors`` (True: failures only, False: successes only),
+    ``cached`` filter; ``limit=None`` returns all. ``path``: another history file."""
+    if search is not None and not isinstance(search, str):
+        raise ConfigError(f"search must be text, got {type(search).__name__}")
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise ConfigError(f"limit={limit!r} is not valid: expected a whole number ≥ 0, or None")
+    where = history_file(path)
+    if where is None:
+        return Runs()
+    from ..base.history_db import HistoryDB
+    flush()
+    db = HistoryDB(where, create=False)
+    try:
+        return db.search(search, model=model, since=since_time(since), errors=errors,
+                         cached=cached, limit=limit)
+    finally:
+        db.close()
+
+
+def spend(since: Any = None, by: str = "model", *, path: str | None = None) -> Any:
+    """Cost (USD) and tokens per model, day or notebook, since ``since`` (default: ever).
+
+    Returns a `llmkit.base.runs.Spend` table; ``.total`` is the sum. Answers from the cache or a
+    recording cost nothing; runs of models with no known price count in ``unpriced``.
+    """
+    from ..base.runs import Spend
+    if by not in BY:
+        raise ConfigError(f"by={by!r} is not valid: expected one of {', '.join(map(repr, BY))}")
+    where = history_file(path)
+    rows: list[dict[str, Any]] = []
+    if where is not None:
+        from ..base.history_db import HistoryDB
+        flush()
+        db = HistoryDB(where, create=False)
+        try:
+            rows = db.spend(since_time(since), by)
+        finally:
+            db.close()
+    return Spend(rows, by)
+
+
+def spent_today(path: str) -> float:
+    """USD recorded in the history today (local time), by every process."""
+    from ..base.history_db import HistoryDB
+    flush()
+    db = HistoryDB(path, create=False)
+    try:
+        start = datetime.combine(date.today(), datetime.min.time()).timestamp()
+        return float(sum(row["cost"] for row in db.spend(start, "day")))
+    finally:
+        db.close()
+
+
+def _reset() -> None:
+    """Write what is queued and forget a past failure (tests use this between tests)."""
+    global _problem, _warned
+    flush()
+    _problem, _warned = None, False
