@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..base.cache import read_entries
 from ..base.errors import ReplayMissError
 
 __all__ = ["Recording", "append_recording", "open_recording", "record_notebooks"]
@@ -34,6 +33,7 @@ class Recording:
     """A read-only recording loaded from a JSON Lines file."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        from ..base.cache import read_entries  # diskcache and sqlite3 load with the first use
         self.path = Path(path)
         self._answers = dict(read_entries(self.path))
 
@@ -77,6 +77,7 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
 def append_recording(path: str | os.PathLike[str], key: str, request: Mapping[str, Any],
                      value: Mapping[str, Any]) -> None:
     """Add one call to a recording (once per key), as a single line written in one call."""
+    from ..base.cache import read_entries
     target = Path(path).expanduser().resolve()
     line = json.dumps({"key": key, "request": request, "value": value}, ensure_ascii=False,
                       separators=(",", ":")) + "\n"
@@ -97,6 +98,8 @@ def record_notebooks(notebooks: Sequence[str | os.PathLike[str]], out: str | os.
     """Execute notebooks top to bottom with recording on; returns the calls in ``out``."""
     import nbformat
     from nbclient import NotebookClient
+
+    from ..base.cache import read_entries
 
     target = Path(out).resolve()
     previous = {k: os.environ.get(k) for k in ("LLMKIT_RECORD", "LLMKIT_REPLAY")}
