@@ -27,6 +27,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/call_path_bench.py
 	$(PY) benchmarks/local_bench.py
 	$(PY) benchmarks/batch_bench.py
+	$(PY) benchmarks/history_bench.py
 
 $(VENV)/.lab-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

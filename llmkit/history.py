@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
+import types
 from collections.abc import Sequence
+from typing import Any
 
 from llmkit.base.errors import LLMKitError
 from llmkit.base.history_db import HistoryDB
-from llmkit.clients.history import history_file, since_time, spend
+from llmkit.clients.history import flush, history, history_file, since_time, spend
 
 
 def _export(db: HistoryDB, args: argparse.Namespace) -> int:
@@ -59,9 +62,10 @@ def _stats(db: HistoryDB, args: argparse.Namespace, path: str) -> int:
 
 
 def _prune(db: HistoryDB, args: argparse.Namespace) -> int:
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[smhdw]\s*", args.older_than):
+        raise LLMKitError(f"--older-than {args.older_than!r}: expected an age like 30d, 12h or 2w")
     before = since_time(args.older_than)
-    if before is None or args.older_than[-1:] not in ("s", "m", "h", "d", "w"):
-        raise LLMKitError(f"--older-than {args.older_than!r}: expected an age like 30d or 12h")
+    assert before is not None
     gone = db.prune(before)
     print(f"pruned {gone:,} runs recorded before {time.strftime('%Y-%m-%d %H:%M', time.localtime(before))}")
     return 0
@@ -85,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prune.add_argument("--older-than", required=True, help="an age: 30d, 12h, 2w")
     args = parser.parse_args(argv)
     path = history_file(args.path)
+    flush()  # called from Python: this process's calls are in the file first
     if path is None:
         print("the run history is off (HISTORY=False)", file=sys.stderr)
         return 1
@@ -103,5 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+class _CallableModule(types.ModuleType):
+    """Importing this module binds it to ``llmkit.history``, hiding the function of that name;
+    calling the module calls the function, so ``llmkit.history(...)`` works either way."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return history(*args, **kwargs)
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
+sys.modules[__name__].__class__ = _CallableModule

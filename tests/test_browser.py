@@ -220,3 +220,93 @@ def test_a_tutorial_reads_the_same_after_save_close_and_reopen(
             page.screenshot(path=str(ARTIFACTS / "jupyterlab-reopened.png"), full_page=True)
         finally:
             browser.close()
+
+
+def _history_notebook(folder: Path) -> Path:
+    """A notebook that makes three calls and browses them with ``%llm_history``."""
+    import nbformat
+    cells = ["%load_ext llmkit",
+             "from llmkit import LLMCall\n"
+             "call = LLMCall('Be brief.', 'Tell me about {{ fruit }}.')\n"
+             "for fruit in ['apples', 'pears', '<script>alert(1)</script>']:\n"
+             "    call.call(fruit=fruit)",
+             "%llm_history"]
+    folder.mkdir()
+    path = folder / "history.ipynb"
+    kernel = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells],
+                                            metadata={"kernelspec": kernel}), path)
+    return path
+
+
+@pytest.mark.timeout(150)
+def test_llm_history_browses_in_jupyterlab_and_leaves_a_static_table_after_reopen(
+        chromium: Path, openai_server: OpenAITestServer, tmp_path: Path) -> None:
+    """Live: the widget (search, a selected run in full, copy as code, open in the playground),
+    its static twin hidden. Saved, kernel gone, reloaded: the static table and the selected run,
+    and no "Error displaying widget" in sight."""
+    from playwright.sync_api import expect, sync_playwright
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    notebook = _history_notebook(tmp_path / "src")
+    with _jupyterlab(openai_server, tmp_path, notebook) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(url)
+            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=30_000)
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            widget = page.locator(".llmkit-run-history")
+            rows = widget.locator(".llmkit-run-rows select option")
+            expect(rows).to_have_count(3, timeout=30_000)
+            static = page.locator(".llmkit-run-history-static")
+            expect(static).to_be_attached()
+            expect(static).to_be_hidden()  # the live widget stands in for it
+            expect(rows.first).to_contain_text("Tell me about <script>")  # text, not a tag
+            widget.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "llm-history-live.png"))
+
+            search = widget.locator(".llmkit-run-search input")
+            search.fill("pears")
+            search.press("Enter")
+            expect(rows).to_have_count(1, timeout=15_000)
+            widget.locator(".llmkit-run-rows select").select_option(index=0)
+            detail = widget.locator(".llmkit-run-detail .llmkit-run")
+            expect(detail).to_be_visible(timeout=15_000)
+            expect(detail.locator(".llmkit-output")).to_have_text("echo: Tell me about pears.")
+            widget.locator(".llmkit-run-code-toggle").click()
+            expect(widget.locator(".llmkit-run-code-view pre")).to_contain_text(
+                "'content': 'Tell me about pears.'")
+            widget.locator(".llmkit-run-open").click()
+            played = widget.locator(".llmkit-run-playground .llmkit-playground")
+            expect(played).to_be_visible(timeout=15_000)
+            expect(played.locator("textarea").nth(1)).to_have_value("Tell me about pears.")
+            assert dialogs == [] and SECRET not in page.content()
+            widget.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "llm-history-selected.png"))
+            page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', "
+                          "{theme: 'JupyterLab Dark'})")
+            expect(page.locator("body[data-jp-theme-light='false']")).to_have_count(1, timeout=15_000)
+            expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=15_000)
+            widget.locator(".llmkit-run-rows").scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "llm-history-dark.png"))
+
+            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=30_000)
+            page.keyboard.press("Control+s")
+            expect(page.locator(".jp-mod-dirty")).to_have_count(0, timeout=15_000)
+            base, token = url.split("/lab/")[0], url.split("token=")[1]
+            for session in page.request.get(f"{base}/api/sessions?token={token}").json():
+                page.request.delete(f"{base}/api/sessions/{session['id']}?token={token}")
+            page.reload()
+            expect(page.locator(".jp-Notebook")).to_be_visible(timeout=30_000)
+            static = page.locator(".llmkit-run-history-static")
+            expect(static).to_be_visible(timeout=20_000)
+            expect(static.locator(".llmkit-runs")).to_contain_text("echo: Tell me about pears.")
+            expect(static.locator(".llmkit-run .llmkit-output")).to_have_text(
+                "echo: Tell me about pears.")  # the run that was selected
+            expect(page.get_by_text("Error displaying widget")).to_be_hidden()
+            static.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "llm-history-reopened.png"))
+        finally:
+            browser.close()

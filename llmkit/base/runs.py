@@ -24,7 +24,8 @@ class Run:
     """One call: when, where, what was asked and answered, what it cost, and what it belongs to.
 
     ``time`` is seconds since the epoch (``started`` gives a local `datetime`). ``cost`` is USD
-    (0 for an answer from the cache or a recording, None when the model has no known price).
+    (0 for an answer from the cache or a recording, and for the local model; None when the model
+    has no known price).
     ``error`` is the exception's class name and ``error_message`` its text with secrets removed.
     ``batch_id``, ``chat_id`` and ``experiment`` link a run to its batch, conversation and
     experiment; ``notebook`` and ``cell_id`` to where it ran, inside a kernel.

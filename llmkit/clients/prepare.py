@@ -8,6 +8,7 @@ nothing else, so what a call used is written down in one place.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -16,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from ..base import tokens
 from ..base.cache_entries import cache_key
@@ -59,9 +61,28 @@ class Prepared:
     settings: Settings = field(repr=False)  # for the SDK client; its repr hides credentials
     started: float = field(default_factory=time.perf_counter, repr=False)
 
-    @property
+    @functools.cached_property
     def secrets(self) -> tuple[str, ...]:
-        return self.settings.secrets()
+        """Every credential this call carries, longest first, as a server may quote it back (to
+        scrub from errors and the history): the configured keys, the ``extra_headers`` /
+        ``extra_body`` values `public` hides (with and without ``Bearer``), and the endpoint's
+        user:password (also as the Basic auth the HTTP client makes of it)."""
+        found = set(self.settings.secrets())
+        for name in ("extra_headers", "extra_body"):
+            sent, shown = self.request.get(name), self.public.get(name)
+            if isinstance(sent, Mapping) and isinstance(shown, Mapping):
+                for key, value in sent.items():
+                    if shown.get(key) == HIDDEN and isinstance(value, str) and value:
+                        found.update((value, value.split(" ", 1)[-1]))
+        try:
+            parts = urlsplit(self.endpoint)
+        except ValueError:
+            parts = None
+        if parts is not None and parts.password:
+            pair = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
+            found.update((pair, unquote(parts.password), parts.password,
+                          base64.b64encode(pair.encode()).decode()))
+        return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
 
 
 def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],

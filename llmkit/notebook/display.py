@@ -20,10 +20,11 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from ..base import config
+from ..base import config, hooks
 from ..base.errors import LLMKitError
 from ..base.models import cost as model_cost
 from ..base.result import Completion
+from ..base.runs import Run, Runs, Spend
 from ..calls.chat import LLMChat
 from ..calls.llmcall import LLMCall
 from ..clients import boundary, registry
@@ -415,6 +416,8 @@ def mimebundle(obj: Any) -> dict[str, Any]:
     reopened, nbconvert, GitHub) shows "Error displaying widget" instead of falling back to the
     HTML beside it, so a result must read the same live and tomorrow.
     """
+    if isinstance(obj, (Run, Runs, Spend)):  # the run history's tables: runs_display.py, by name
+        return hooks.notebook("runs_display").mimebundle(obj)  # type: ignore[no-any-return]
     summary = summarize(obj)
     return {"text/plain": to_text(summary), "text/html": to_html(summary),
             "text/markdown": to_markdown(summary)}

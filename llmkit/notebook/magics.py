@@ -1,4 +1,5 @@
-"""IPython magics: ``%load_ext llmkit`` adds ``%%llm``, ``%llm_api``, ``%llm_cache``, ``%llm_config``.
+"""IPython magics: ``%load_ext llmkit`` adds ``%%llm``, ``%llm_api``, ``%llm_cache``, ``%llm_config``,
+``%llm_chat``, ``%llm_history`` and ``%llm_cost``.
 
 A thin layer: the work is done by `LLMCall`, the client registry, the cache and `config`. Settings
 are traitlets (``%config LLMMagics.default_format = 'text'``). llmkit's errors are shown as one line
@@ -37,6 +38,7 @@ from ..calls.llmcall import LLMCall
 from ..clients import registry
 from ..clients.store import open_cache
 from .display import BOX_STYLE, answer_html
+from .runs_display import cost_summary
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -165,7 +167,8 @@ class _ApiTable:
 
 @magics_class
 class LLMMagics(Magics):
-    """``%%llm``, ``%llm_api``, ``%llm_cache``, ``%llm_config`` and ``%llm_chat``."""
+    """``%%llm``, ``%llm_api``, ``%llm_cache``, ``%llm_config``, ``%llm_chat``, ``%llm_history``
+    and ``%llm_cost``."""
 
     shell: InteractiveShell
 
@@ -384,6 +387,35 @@ class LLMMagics(Magics):
             value = settings[name]
             shown = "(not set)" if value is None else "<hidden>" if name in config.SECRET_KEYS else value
             print(f"{name.upper()} = {shown}")
+
+    @magic_arguments.magic_arguments()
+    @magic_arguments.argument("search", nargs="*", help="words that must all appear in the prompt "
+                              "or the answer")
+    @magic_arguments.argument("--model", "-m", help="only runs of this model")
+    @magic_arguments.argument("--errors", action="store_true", help="only failed runs")
+    @magic_arguments.argument("--cached", action="store_true", help="only answers from the cache")
+    @magic_arguments.argument("--since", help="only runs since: an age like 12h or 7d, or a date "
+                              "like 2026-11-24")
+    @magic_arguments.argument("--limit", type=int, default=100, help="at most this many runs, "
+                              "newest first (default 100)")
+    @line_magic
+    def llm_history(self, line: str) -> Any:
+        """Browse the run history: search, filter, select a run to see it in full, open it in the
+        playground or copy it as code. A saved notebook keeps the table as static output."""
+        args = _parse(self.llm_history, line)
+        with _one_line_errors():
+            from .history_browser import show  # ipywidgets loads with the first browser
+            return show(" ".join(args.search) or None, model=args.model, since=args.since,
+                        errors=args.errors or None, cached=args.cached or None, limit=args.limit)
+
+    @line_magic
+    def llm_cost(self, line: str) -> None:
+        """Spend today (every process, from the run history), this kernel's, and what is left of
+        BUDGET_USD and DAILY_BUDGET_USD when they are set."""
+        if line.strip():
+            raise UsageError("%llm_cost takes no arguments")
+        with _one_line_errors():
+            display(cost_summary())
 
 
 # magic_arguments names every magic "%name" in its help; this one is a cell magic.

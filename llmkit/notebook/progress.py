@@ -2,8 +2,10 @@
 line on stderr elsewhere.
 
 It shows rows done out of the total, errors, cached answers, tokens spent and their estimated cost
-(`llmkit.pricing`; answers from the cache cost nothing), and rows per second. The bar is two
-segments, successes and failures, so one failed row out of eight colours an eighth of it red
+(`llmkit.pricing`; answers from the cache cost nothing), rows per second, and, when ``BUDGET_USD``
+or ``DAILY_BUDGET_USD`` is set, spend against it (this process's, read from memory; today's, read
+from the run history once at the start, plus the batch's own cost). The bar is two segments,
+successes and failures, so one failed row out of eight colours an eighth of it red
 (``IntProgress`` has one ``bar_style`` for the whole bar). When the batch closes, the widget's output
 is replaced by the same HTML as a static text/html + text/plain bundle and the widget is closed: in
 a notebook reopened without its kernel a widget view shows "Error displaying widget" and JupyterLab
@@ -17,7 +19,10 @@ import sys
 import time
 from typing import Any
 
+from ..base import config
 from ..base.models import cost as model_cost
+from ..clients import budget
+from ..clients.history import history_file, spent_today
 from .display import format_cost, in_kernel
 
 __all__ = ["Progress"]
@@ -49,6 +54,7 @@ class Progress:
         self._closed = False
         self._view: tuple[Any, Any] | None = None  # the HTML widget and its display handle
         self._enabled = enabled
+        self.budget, self.daily_budget, self.spent_before_today = _budgets() if enabled else (None,) * 3
         kernel = enabled and in_kernel()
         self._inline = kernel or sys.stderr.isatty()  # "\r" rewrites the line in place
         if kernel:
@@ -80,7 +86,19 @@ class Progress:
         elapsed = max((self.ended or time.perf_counter()) - self.started, 1e-9)
         return [f"{self.done}/{self.total} rows", f"{self.errors} error{'' if self.errors == 1 else 's'}",
                 f"{self.cached} cached", f"{self.tokens:,} tokens", f"cost {format_cost(self.cost)}",
-                f"{self.done / elapsed:.1f} rows/s", f"{elapsed:.1f} s"]
+                *self.budget_items(), f"{self.done / elapsed:.1f} rows/s", f"{elapsed:.1f} s"]
+
+    def budget_items(self) -> list[str]:
+        """``"$0.0123 of $1.00 budget"`` (this process's spend, BUDGET_USD) and ``"... of $5.00
+        daily budget"`` (today's, DAILY_BUDGET_USD), for the budgets that are set."""
+        items = []
+        if self.budget is not None:
+            items.append(f"{format_cost(budget.spent())} of {format_cost(self.budget)} budget")
+        if self.daily_budget is not None:
+            today = (None if self.spent_before_today is None or self.cost is None
+                     else self.spent_before_today + self.cost)
+            items.append(f"{format_cost(today)} of {format_cost(self.daily_budget)} daily budget")
+        return items
 
     def counts(self) -> str:
         """The items on one line, and a note if stopped early."""
@@ -143,6 +161,18 @@ class Progress:
         elif self._enabled and self._inline:
             sys.stderr.write("\n")
         self._closed = True
+
+
+def _budgets() -> tuple[float | None, float | None, float | None]:
+    """(BUDGET_USD, DAILY_BUDGET_USD, USD spent today before the batch), read once per batch:
+    the daily figure needs the run history's database, too slow to read at every refresh."""
+    try:
+        settings = config.resolve()
+        per_process, daily = settings["budget_usd"], settings["daily_budget_usd"]
+        path = history_file() if daily is not None and settings["history"] else None
+        return per_process, daily, spent_today(path) if path else None
+    except Exception:  # a broken configuration or history: no budget shown, the batch goes on
+        return None, None, None
 
 
 def _show(value: str) -> tuple[Any, Any]:
