@@ -192,21 +192,12 @@ def _row(p: Prepared, completion: Completion | None, error: BaseException | None
          where: tuple[str | None, str | None] | None) -> dict[str, Any]:
     from ..base.history_db import day_of
     request = p.public
-    if p.kind == "embedding":
-        texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
-        messages = [{"role": "input", "content": t} for t in texts]
-    else:
-        messages = request.get("messages") or []
-    text = _encode(messages)
-    if "data:" in text:  # images inlined as data URLs: their size, not their bytes
-        text = _DATA_URL.sub(_short, text)
-        messages = json.loads(text)
-    params = {k: v for k, v in request.items() if k not in ("model", "messages", "input")}
+    text, prompt, params = _asked(p)
     row: dict[str, Any] = {
         "time": now - latency, "day": day_of(now - latency), "kind": p.kind,
         "api_type": p.api_type, "host": _host(p.endpoint), "model": str(request.get("model")),
-        "messages": text, "prompt": prompt_text(messages),
-        "answer": "", "params": _encode_any(params),
+        "messages": text, "prompt": prompt,
+        "answer": "", "params": params,
         "prompt_tokens": None, "completion_tokens": None, "cached_tokens": None,
         "total_tokens": None, "cost": 0.0, "latency": latency, "cached": 0,
         "finish_reason": None, "tool_calls": None, "error": None, "error_message": None,
@@ -234,6 +225,35 @@ def _row(p: Prepared, completion: Completion | None, error: BaseException | None
         row["error"] = type(error).__name__
         row["error_message"] = scrub(str(error), p.secrets)[:2000]
     return row
+
+
+_memo: dict[str, tuple[str, str, str]] = {}  # cache key -> _asked(p); the writer thread's own
+
+
+def _asked(p: Prepared) -> tuple[str, str, str]:
+    """The messages (JSON), their text and the parameters (JSON) of a call. Remembered per cache
+    key for chat calls: a key names one public request, and repeated calls (cache hits) are the
+    common case, so their rows skip the encoding."""
+    memo = p.key if p.kind == "chat" else None  # an embedding run's key is its first text's
+    if memo is not None and memo in _memo:
+        return _memo[memo]
+    request = p.public
+    if p.kind == "embedding":
+        texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
+        messages = [{"role": "input", "content": t} for t in texts]
+    else:
+        messages = request.get("messages") or []
+    text = _encode(messages)
+    if "data:" in text:  # images inlined as data URLs: their size, not their bytes
+        text = _DATA_URL.sub(_short, text)
+        messages = json.loads(text)
+    params = {k: v for k, v in request.items() if k not in ("model", "messages", "input")}
+    asked = (text, prompt_text(messages), _encode_any(params))
+    if memo is not None:
+        if len(_memo) >= 256:
+            _memo.clear()
+        _memo[memo] = asked
+    return asked
 
 
 def _short(match: re.Match[str]) -> str:
