@@ -127,7 +127,7 @@ class HistoryDB:
         totals: dict[tuple[str, str, str], list[float]] = {}
         for row in rows:
             key = (row["day"], row["model"], row["notebook"] or "")
-            group = totals.get(key) or totals.setdefault(key, [0] * len(TOTALS))
+            group = totals.get(key, [0] * len(TOTALS))
             values = (1, row["cached"], row["error"] is not None, row["cost"] is None,
                       *_COUNTED(row))
             totals[key] = [a + (b or 0) for a, b in zip(group, values, strict=True)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import hooks
+from . import hooks, models
 
 __all__ = ["Completion", "Result"]
 
@@ -54,6 +54,20 @@ class Completion:
         if all(type(v) is int and v >= 0 for v in counts.values()):
             return counts
         return {}
+
+    @property
+    def cost(self) -> float | None:
+        """USD for this answer's usage at the prices of the model asked for (not the one the
+        server names: a server could name a cheaper one), cached prompt tokens at the cached
+        price, whether or not it was paid now; None when the price or the usage is unknown."""
+        return models.cost(str(self.request.get("model") or self.model),
+                           self.response.get("usage"))
+
+    @property
+    def paid(self) -> float | None:
+        """USD this call cost: 0 for an answer from the cache or a recording, and for the local
+        model (it runs here); else `cost`. What budgets, spend and the history count."""
+        return 0.0 if self.cached or self.api_type == "local" else self.cost
 
     @property
     def finish_reason(self) -> str | None:

@@ -11,11 +11,10 @@ real cost. A model with no known price (a local one) is never refused.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from ..base import tokens
 from ..base.errors import BudgetExceededError, ConfigError
-from ..base.models import cost, model_info
+from ..base.models import model_info
 from .prepare import Prepared
 
 __all__ = ["estimate", "reserve", "settle", "spent"]
@@ -83,17 +82,12 @@ def reserve(p: Prepared) -> float:
     return worst
 
 
-def settle(reserved: float, p: Prepared, response: Any) -> float | None:
-    """Release a reservation and count what the call really cost (None: unknown)."""
+def settle(reserved: float, paid: float | None) -> None:
+    """Release a reservation and count what the call really cost (``paid``; None: unknown)."""
     global _spent, _reserved
-    paid = None
-    if response is not None:
-        usage = response.get("usage") if isinstance(response, dict) else None
-        paid = cost(str(p.request["model"]), usage)
     with _lock:
         _reserved = max(0.0, _reserved - reserved)
         _spent += paid or 0.0
-    return paid
 
 
 def _reset() -> None:

@@ -31,7 +31,6 @@ from typing import Any
 
 from ..base import hooks
 from ..base.errors import ConfigError, HistoryWarning
-from ..base.models import cost
 from ..base.result import Completion
 from ..base.runs import Runs, prompt_text
 from .boundary import scrub
@@ -216,7 +215,7 @@ def _row(p: Prepared, completion: Completion | None, error: BaseException | None
             prompt_tokens=counts.get("prompt_tokens"), total_tokens=counts.get("total_tokens"),
             completion_tokens=counts.get("completion_tokens"),
             cached_tokens=cached_tokens if type(cached_tokens) is int else None,
-            cost=0.0 if completion.cached or p.api_type == "local" else cost(row["model"], usage),
+            cost=completion.paid,
             latency=completion.latency, cached=int(completion.cached),
             finish_reason=completion.finish_reason,
             tool_calls=_encode(message["tool_calls"])

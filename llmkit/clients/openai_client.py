@@ -18,6 +18,7 @@ from typing import Any
 
 from ..base import config
 from ..base.errors import AuthenticationError, InvalidRequestError, LLMKitWarning
+from ..base.models import cost
 from ..base.result import Completion
 from . import answers, boundary, budget, history, limiter, store
 from .prepare import Prepared, prepare_chat, prepare_embeddings
@@ -174,7 +175,7 @@ class OpenAIClient:
     def _send(self, p: Prepared, on_delta: Callable[[str], None] | None) -> Completion:
         """Ask the server (within the budgets, the rate limits and the retry policy)."""
         reserved = budget.reserve(p)
-        response = None
+        completion = None
         try:
             sdk = self._sdk(p.settings)
             gate = limiter.Gate(p)
@@ -200,9 +201,11 @@ class OpenAIClient:
 
             response = p.policy.run(attempt)
             gate.succeeded(response)
+            completion = Completion(p.public, response, time.perf_counter() - p.started, False,
+                                    p.api_type)
         finally:
-            budget.settle(reserved, p, response)
-        return Completion(p.public, response, time.perf_counter() - p.started, False, p.api_type)
+            budget.settle(reserved, None if completion is None else completion.paid)
+        return completion
 
     # -- embeddings -----------------------------------------------------------------------------
 
@@ -260,7 +263,8 @@ class OpenAIClient:
 
             data = whole.policy.run(attempt)
         finally:
-            budget.settle(reserved, whole, data)
+            budget.settle(reserved, None if data is None else
+                          cost(str(whole.request["model"]), data.get("usage")))
         for i, vector in zip(missing, answers.embedding_vectors(data, len(batch)), strict=True):
             found[i] = {"embedding": vector}
             store.keep(prepared[i], found[i])
