@@ -522,3 +522,20 @@ def test_a_full_disk_during_set_leaves_nothing_half_written(tmp_path: Path) -> N
     lines = done.stdout.splitlines()
     assert lines[0].startswith("16000 cannot write to cache folder") and "File too large" in lines[0]
     assert lines[1].startswith("150000 cannot write to cache folder") and lines[-1] == "ok"
+
+
+def test_read_entries_can_skip_bad_lines_and_say_which(tmp_path: Path) -> None:
+    path = tmp_path / "merged.jsonl"
+    good = [json.dumps({"key": k, "value": chat(k)}) for k in ("a", "b", "c", "d")]
+    huge = '{"key": "h", "value": {"choices": [{"message": {"content": "' + "x" * 2**24 + '"}}]}}'
+    path.write_text("\n".join([
+        good[0], "<<<<<<< HEAD", good[1], "=======", huge, good[2],
+        '{"key": "w", "value": {"not": "an answer"}}', ">>>>>>> theirs", good[3], '{"key": "cut", "val',
+    ]), encoding="utf-8")
+    with pytest.raises(CacheError, match=r"merged\.jsonl, line 2: not JSON"):
+        read_entries(path)  # strict by default: an import is all or nothing
+    bad: list[str] = []
+    assert read_entries(path, bad=bad) == [(k, chat(k)) for k in "abcd"]
+    assert [problem.split(":")[0] for problem in bad] == [
+        f"{path}, line {n}" for n in (2, 4, 5, 7, 8, 10)]
+    assert "longer than 16 MiB" in bad[2] and "neither a chat answer" in bad[3]

@@ -9,7 +9,9 @@ import pytest
 
 import llmkit
 from llmkit import LLMCall, OpenAIClient
-from llmkit.base.errors import CacheError, ReplayMissError
+from llmkit.base.cache import read_entries
+from llmkit.base.errors import LLMKitWarning, ReplayMissError
+from llmkit.clients.replay import RecordingWarning
 from llmkit.clients.store import open_cache
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
@@ -71,8 +73,8 @@ def test_missing_or_bad_recording_is_a_clear_error(llm: OpenAITestServer, tmp_pa
     answer = {"choices": [{"message": {"role": "assistant", "content": "hi"}}]}
     bad.write_text(json.dumps({"key": "k", "value": answer}) + "\nnot json\n")
     llmkit.force_api_cache(True, replay=str(bad))
-    with pytest.raises(CacheError, match="line 2"):
-        OpenAIClient().send_message(HELLO)
+    with pytest.warns(RecordingWarning, match="line 2"), pytest.raises(ReplayMissError):
+        OpenAIClient().send_message(HELLO)  # the bad line is skipped; the good one is not this call
 
 
 def test_recording_imports_into_a_cache(llm: OpenAITestServer, tmp_path: Path) -> None:
@@ -83,3 +85,78 @@ def test_recording_imports_into_a_cache(llm: OpenAITestServer, tmp_path: Path) -
     fresh = llmkit.base.cache.ResponseCache(tmp_path / "other")
     assert fresh.import_jsonl(recording) == 1
     fresh.close()
+
+
+# --- a bad line in a recording, or a RECORD that cannot be written, never costs a paid answer ---
+
+CONFLICT = "<<<<<<< HEAD\n=======\n>>>>>>> other-branch\n"
+WRONG_SHAPE = json.dumps({"key": "k", "value": {"not": "an answer"}}) + "\n"
+TRUNCATED = '{"key": "cut", "request": {"model": "gpt-4o-mini"}, "value": {"choi'  # no newline
+
+
+@pytest.mark.parametrize(("junk", "bad_lines"), [(CONFLICT, 3), (WRONG_SHAPE, 1), (TRUNCATED, 1)],
+                         ids=["conflict", "shape", "cut"])
+def test_bad_line_in_record_file_warns_once_and_the_answer_is_kept(
+        llm: OpenAITestServer, tmp_path: Path, junk: str, bad_lines: int) -> None:
+    recording = tmp_path / "rec.jsonl"
+    recording.write_text(junk)
+    llmkit.force_default_value("record", str(recording))
+    with pytest.warns(RecordingWarning) as caught:
+        answer = OpenAIClient().send_message(HELLO)
+        again = OpenAIClient().send_message([{"role": "user", "content": "second"}])
+    assert answer["content"] == "echo: hello replay" and again["content"] == "echo: second"
+    assert len(caught) == 1  # one warning per file, naming it and its bad lines
+    assert str(recording) in str(caught[0].message) and "line 1" in str(caught[0].message)
+    sent = len(llm.requests)
+    assert OpenAIClient().send_message(HELLO)["content"] == "echo: hello replay"
+    assert len(llm.requests) == sent  # cached
+    bad: list[str] = []
+    kept = read_entries(recording, bad=bad)  # the new lines are whole, after the bad ones
+    assert [value["choices"][0]["message"]["content"] for _, value in kept] == [
+        "echo: hello replay", "echo: second"]
+    assert len(bad) == bad_lines
+
+
+def test_cache_hit_with_a_bad_record_file_is_answered(llm: OpenAITestServer, tmp_path: Path) -> None:
+    OpenAIClient().send_message(HELLO)  # paid and cached
+    recording = tmp_path / "rec.jsonl"
+    recording.write_text(CONFLICT)
+    llmkit.force_default_value("record", str(recording))
+    with pytest.warns(RecordingWarning, match="line 3"):
+        assert OpenAIClient().send_message(HELLO)["content"] == "echo: hello replay"
+    assert len(llm.requests) == 1
+    assert len(read_entries(recording, bad=[])) == 1  # and recorded
+
+
+def test_record_path_that_cannot_be_written_warns_and_returns_the_answer(
+        llm: OpenAITestServer, tmp_path: Path) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    llmkit.force_default_value("record", str(folder))
+    with pytest.warns(RecordingWarning) as caught:
+        assert OpenAIClient().send_message(HELLO)["content"] == "echo: hello replay"
+    text = str(caught[0].message)
+    assert str(folder) in text and "directory" in text.lower() and "not recorded" in text
+    assert issubclass(caught[0].category, LLMKitWarning)
+    with pytest.warns(RecordingWarning):
+        assert OpenAIClient().send_message(HELLO)["content"] == "echo: hello replay"
+    assert len(llm.requests) == 1  # the paid answer was cached
+
+
+def test_replay_file_with_a_bad_line_answers_from_the_good_ones(
+        llm: OpenAITestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recording = tmp_path / "rec.jsonl"
+    llmkit.force_default_value("record", str(recording))
+    first = OpenAIClient().send_message(HELLO)
+    llmkit.force_default_value("record", None)
+    good = recording.read_text()
+    recording.write_text("not json at all\n" + good)
+    monkeypatch.delenv("OPENAI_API_KEY")
+    open_cache().clear()
+    llmkit.force_api_cache(True, replay=str(recording))
+    with pytest.warns(RecordingWarning) as caught:
+        assert OpenAIClient().send_message(HELLO) == first
+        assert OpenAIClient().send_message(HELLO) == first
+    assert len(caught) == 1
+    assert str(recording) in str(caught[0].message) and "line 1" in str(caught[0].message)
+    assert len(llm.requests) == 1  # only the recorded call went out

@@ -130,14 +130,17 @@ def _encodable(value: Any) -> bool:
     return True
 
 
-def read_entries(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]:
+def read_entries(path: str | os.PathLike[str], *,
+                 bad: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The ``(key, value)`` pairs of a JSON Lines export or recording, all checked first.
 
     Each line is ``{"key": <string>, "value": <object>}``, optionally with ``"kind"`` (as
     `export_jsonl` writes it; it must be the `entry_kind` of the value) and ``"request"`` (what
     was asked, kept for people reading a recording).  The value must be a chat answer, an
     embedding entry or a tool result, as `ResponseCache.set` requires, nest at most 64 levels
-    and the line take at most 16 MiB.  A bad line raises `CacheError` naming the file and line.
+    and the line take at most 16 MiB.  A bad line raises `CacheError` naming the file and line;
+    given a ``bad`` list, it is skipped and what was wrong (file, line, reason) is appended there
+    instead (recordings: a merge conflict marker must not stop every call).
     """
     name = os.fspath(path)
     rows: list[tuple[str, dict[str, Any]]] = []
@@ -145,8 +148,16 @@ def read_entries(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]
         with open(path, "rb") as src:
             lines = iter(lambda: src.readline(_MAX_TEXT + 1), b"")  # a line is read whole
             for number, line in enumerate(lines, start=1):
-                if line.strip():
+                if not line.strip():
+                    continue
+                try:
                     rows.append(_entry(line, f"{name}, line {number}"))
+                except CacheError as exc:
+                    if bad is None:
+                        raise
+                    bad.append(str(exc))
+                    while len(line) > _MAX_TEXT and not line.endswith(b"\n"):
+                        line = src.readline(_MAX_TEXT + 1)  # the rest of a too-long line
     except OSError as exc:
         raise CacheError(f"cannot read {name!r}: {exc}") from exc
     return rows

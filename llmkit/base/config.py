@@ -10,6 +10,11 @@ Layers, later ones winning key by key:
 
 Every value is checked against `SCHEMA`; a bad one raises `ConfigError` naming where it came
 from, the key, the value and what was expected.
+
+A ``config.ini`` in the working directory is untrusted (a cloned repository beside a notebook):
+it may not set a `DESTINATION_KEYS` key (a file, folder or host) unless the user names that key in
+the environment variable `TRUST_WORKDIR_VAR`. Paths are refused when resolved; hosts only when a
+key would be sent there (`Settings.check_key_destination`, which also honours `TRUSTED_HOSTS_VAR`).
 """
 
 from __future__ import annotations
@@ -26,9 +31,13 @@ from typing import Any
 from .errors import ConfigError
 
 __all__ = [
+    "DESTINATION_KEYS",
     "ENV_VARS",
+    "HOST_KEYS",
     "SCHEMA",
     "SECRET_KEYS",
+    "TRUSTED_HOSTS_VAR",
+    "TRUST_WORKDIR_VAR",
     "Settings",
     "force_default_value",
     "package_defaults",
@@ -129,6 +138,20 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
 TRUSTED_HOSTS_VAR = "LLMKIT_TRUSTED_HOSTS"
 """Comma-separated hosts that may receive keys although only ./config.ini names them."""
 
+HOST_KEYS = frozenset({"base_url", "azure_endpoint"})
+"""Keys naming a host that calls go to."""
+
+DESTINATION_KEYS = HOST_KEYS | {"cache_dir", "history_path", "local_model", "record", "replay",
+                                "template_path"}
+"""Keys naming a file, folder or host: where prompts and answers are written, read or sent.
+
+From ./config.ini they need the user's consent (`TRUST_WORKDIR_VAR`): RECORD there could append
+the user's prompts to any file, REPLAY answer calls from its own recording, TEMPLATE_PATH read
+any folder into prompts, LOCAL_MODEL load any file into llama.cpp."""
+
+TRUST_WORKDIR_VAR = "LLMKIT_TRUST_WORKDIR_CONFIG"
+"""Comma-separated `DESTINATION_KEYS` (or ``all``) that ./config.ini may set: the user's opt-in."""
+
 SECRET_KEYS = frozenset({"api_key", "azure_api_key"})
 """Keys whose values are never shown, logged or cached."""
 
@@ -228,7 +251,8 @@ class Settings(Mapping[str, Any]):
         named (a cloned repository beside a notebook could name any host).
 
         A key may go to an endpoint set by the environment, in code, or by the same file that
-        holds the key, and to hosts listed in the environment variable `TRUSTED_HOSTS_VAR`.
+        holds the key, to hosts listed in the environment variable `TRUSTED_HOSTS_VAR`, and to
+        one that ./config.ini names when the user allows that key (`TRUST_WORKDIR_VAR`).
         """
         endpoint = self._data.get(endpoint_key)
         if not endpoint or not self._data.get(secret_key) or endpoint_key not in self.workdir:
@@ -288,8 +312,9 @@ def _fingerprint() -> tuple[Any, ...]:
     return (os.getcwd(), local, _generation, env)
 
 
-_ENV_NAMES = tuple(dict.fromkeys(name for key in SCHEMA
-                                 for name in (*ENV_VARS.get(key, ()), f"LLMKIT_{key.upper()}")))
+_ENV_NAMES = (*dict.fromkeys(name for key in SCHEMA
+                             for name in (*ENV_VARS.get(key, ()), f"LLMKIT_{key.upper()}")),
+              TRUST_WORKDIR_VAR)
 _ENV_KEYS = tuple(map(getattr(os.environ, "encodekey", str), _ENV_NAMES))
 _resolved: tuple[tuple[Any, ...], Settings] | None = None
 
@@ -316,9 +341,42 @@ def resolve() -> Settings:
             defaults.add(key)
         elif source.startswith(str(Path.cwd() / "config.ini")):
             workdir.add(key)
-    settings = Settings(values, frozenset(defaults), frozenset(workdir))
+    untrusted = frozenset(workdir - _trusted_keys())  # the user vouched for the others
+    _check_workdir(untrusted, values)
+    settings = Settings(values, frozenset(defaults), untrusted)
     _resolved = (fingerprint, settings)
     return settings
+
+
+def _trusted_keys() -> frozenset[str]:
+    """The `DESTINATION_KEYS` the user allows ./config.ini to set (`TRUST_WORKDIR_VAR`)."""
+    raw = os.environ.get(TRUST_WORKDIR_VAR, "")
+    named = {name.strip().lower() for name in raw.split(",")} - {""}
+    if named == {"all"}:
+        return DESTINATION_KEYS
+    if unknown := named - DESTINATION_KEYS:
+        raise ConfigError(f"environment variable {TRUST_WORKDIR_VAR}={raw!r}: "
+                          f"{', '.join(sorted(k.upper() for k in unknown))} cannot be trusted here; "
+                          f"expected 'all' or a comma-separated list of "
+                          f"{', '.join(sorted(k.upper() for k in DESTINATION_KEYS))}")
+    return frozenset(named)
+
+
+def _check_workdir(untrusted: frozenset[str], values: Mapping[str, Any]) -> None:
+    """Refuse a file or folder that ./config.ini set and the user did not allow.
+
+    Hosts are checked where a key would be sent (`Settings.check_key_destination`): a compatible
+    server named with no key, as the tutorials show, stays allowed."""
+    refused = sorted(k for k in untrusted & (DESTINATION_KEYS - HOST_KEYS) if values[k] is not None)
+    if refused:
+        key = refused[0]
+        raise ConfigError(
+            f"{Path.cwd() / 'config.ini'} sets {key.upper()} = {values[key]!r}; llmkit does not take "
+            f"a file or folder ({', '.join(k.upper() for k in refused)}) from a config.ini in the "
+            f"working directory unless you allow it: if you trust this file, set the environment "
+            f"variable {TRUST_WORKDIR_VAR}={','.join(refused)} (or 'all'); otherwise remove the "
+            f"key from that file, or set it yourself (environment variable LLMKIT_{key.upper()}, "
+            f"or llmkit.force_default_value({key!r}, ...))")
 
 
 def package_defaults() -> dict[str, Any]:

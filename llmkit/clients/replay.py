@@ -6,6 +6,9 @@ cache key, what was asked (model, messages, parameters: never credentials) and t
 call is answered from the recording and a call that is not in it raises `ReplayMissError`.
 With ``RECORD`` set, every answered call is appended to that file.
 
+A recording is untrusted input (a merge can leave conflict markers in it, a crash a cut line):
+bad lines are skipped with one `RecordingWarning` naming them, and the good ones still answer.
+
 Record notebooks from the command line::
 
     python -m llmkit.replay record notebooks/*.ipynb --out notebooks/recording.jsonl
@@ -16,26 +19,43 @@ from __future__ import annotations
 import json
 import os
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..base.errors import ReplayMissError
+from ..base.errors import CacheError, LLMKitWarning, ReplayMissError
 
-__all__ = ["Recording", "append_recording", "open_recording", "record_notebooks"]
+__all__ = ["Recording", "RecordingWarning", "append_recording", "open_recording", "record_notebooks"]
 
 _lock = threading.Lock()
 _recordings: dict[tuple[Path, float], Recording] = {}
 _written: dict[Path, set[str]] = {}
 
 
+class RecordingWarning(LLMKitWarning):
+    """A recording had bad lines (skipped), or an answer could not be appended to ``RECORD``
+    (the call still returned it)."""
+
+
+def _good_entries(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The good lines of a recording; the bad ones are named in one `RecordingWarning`."""
+    from ..base.cache import read_entries  # diskcache and sqlite3 load with the first use
+    bad: list[str] = []
+    rows = read_entries(path, bad=bad)
+    if bad:
+        shown = "; ".join(bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
+        warnings.warn(f"recording {str(path)!r}: skipped {len(bad)} bad line(s), using the other "
+                      f"{len(rows)}: {shown}", RecordingWarning, stacklevel=5)
+    return rows
+
+
 class Recording:
-    """A read-only recording loaded from a JSON Lines file."""
+    """A read-only recording loaded from a JSON Lines file (bad lines skipped, with a warning)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        from ..base.cache import read_entries  # diskcache and sqlite3 load with the first use
         self.path = Path(path)
-        self._answers = dict(read_entries(self.path))
+        self._answers = dict(_good_entries(self.path))
 
     def __len__(self) -> int:
         return len(self._answers)
@@ -76,21 +96,33 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
 
 def append_recording(path: str | os.PathLike[str], key: str, request: Mapping[str, Any],
                      value: Mapping[str, Any]) -> None:
-    """Add one call to a recording (once per key), as a single line written in one call."""
-    from ..base.cache import read_entries
+    """Add one call to a recording (once per key), as a single line written in one call.
+
+    The file's keys are read once per process (bad lines skipped, with a `RecordingWarning`).
+    A file whose last line was cut off gets a line break first, so the new line stays whole.
+    Raises `CacheError` naming the file and the reason when it cannot be read or written.
+    """
     target = Path(path).expanduser().resolve()
-    line = json.dumps({"key": key, "request": request, "value": value}, ensure_ascii=False,
-                      separators=(",", ":")) + "\n"
-    with _lock:
-        seen = _written.setdefault(target, set())
-        if not seen and target.exists():
-            seen.update(k for k, _ in read_entries(target))
-        if key in seen:
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "a", encoding="utf-8") as out:  # O_APPEND: one write, one whole line
-            out.write(line)
-        seen.add(key)
+    try:
+        line = (json.dumps({"key": key, "request": request, "value": value}, ensure_ascii=False,
+                           separators=(",", ":")) + "\n").encode("utf-8")
+        with _lock:
+            seen = _written.get(target)
+            if seen is None:
+                seen = {k for k, _ in _good_entries(target)} if target.exists() else set()
+                _written[target] = seen
+            if key in seen:
+                return
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "ab+") as out:  # O_APPEND: one write, one whole line
+                if out.seek(0, os.SEEK_END):
+                    out.seek(-1, os.SEEK_END)
+                    if out.read(1) != b"\n":
+                        line = b"\n" + line
+                out.write(line)
+            seen.add(key)
+    except (OSError, ValueError) as exc:  # ValueError: text that is not valid Unicode
+        raise CacheError(f"cannot append to the recording {str(target)!r}: {exc}") from exc
 
 
 def record_notebooks(notebooks: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],

@@ -57,8 +57,8 @@ def lookup(p: Prepared) -> dict[str, Any] | None:
             raise recording.miss(p.public, p.api_type)
     else:
         answer = open_cache(p.cache_dir).get(p.key) if p.use_cache else None
-    if answer is not None and p.record:
-        replay.append_recording(p.record, p.key, p.public, answer)
+    if answer is not None:
+        _record(p, answer)
     return answer
 
 
@@ -73,8 +73,18 @@ def keep(p: Prepared, answer: dict[str, Any]) -> None:
             from ..base.cache import CacheWarning
             warnings.warn(f"the answer could not be cached, and is returned anyway: {exc}",
                           CacheWarning, stacklevel=4)
-    if p.record:
+    _record(p, answer)
+
+
+def _record(p: Prepared, answer: dict[str, Any]) -> None:
+    """Append to RECORD when set; a failure warns and never costs the caller the answer."""
+    if not p.record or p.key is None:
+        return
+    try:
         replay.append_recording(p.record, p.key, p.public, answer)
+    except CacheError as exc:
+        warnings.warn(f"{exc}; the answer is returned, but not recorded",
+                      replay.RecordingWarning, stacklevel=4)
 
 
 def _close_caches() -> None:
