@@ -22,8 +22,8 @@ from llmkit.base import config
 from llmkit.base.errors import ConfigError
 from llmkit.clients import budget
 from llmkit.notebook import display, progress
-from llmkit.notebook.display import format_cost
 from llmkit.notebook.history_browser import ALL_MODELS, HistoryBrowser
+from llmkit.notebook.kit import format_cost
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 from tests.test_display import RAW_HTML, XSS

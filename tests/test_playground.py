@@ -12,7 +12,7 @@ import pytest
 import llmkit
 from llmkit import LLMCall, LLMKitError, LLMKitWarning, OpenAIClient, TemplateError
 from llmkit.base.templates import Template
-from llmkit.notebook.display import markdown_html
+from llmkit.notebook.kit import markdown_html
 from llmkit.notebook.playground import Playground, diff_html, playground
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer

@@ -8,7 +8,7 @@ from typing import Any
 import ipywidgets
 
 from llmkit import LLMCall
-from llmkit.notebook.display import markdown_html
+from llmkit.notebook.kit import markdown_html
 from llmkit.notebook.widgets import CallView
 from tests.openai_server import OpenAITestServer
 

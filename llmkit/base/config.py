@@ -22,20 +22,19 @@ from __future__ import annotations
 import configparser
 import math
 import os
-import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .secrets import HIDDEN, SECRET_KEYS, longest_first
 
 __all__ = [
     "DESTINATION_KEYS",
     "ENV_VARS",
     "HOST_KEYS",
     "SCHEMA",
-    "SECRET_KEYS",
     "TRUSTED_HOSTS_VAR",
     "TRUST_WORKDIR_VAR",
     "Settings",
@@ -152,12 +151,6 @@ any folder into prompts, LOCAL_MODEL load any file into llama.cpp."""
 TRUST_WORKDIR_VAR = "LLMKIT_TRUST_WORKDIR_CONFIG"
 """Comma-separated `DESTINATION_KEYS` (or ``all``) that ./config.ini may set: the user's opt-in."""
 
-SECRET_KEYS = frozenset({"api_key", "azure_api_key"})
-"""Keys whose values are never shown, logged or cached."""
-
-SECRET_NAME = re.compile(r"key|secret|password|token$|authorization|headers", re.IGNORECASE)
-"""Call parameters whose names suggest a credential: shown as <hidden> in reprs and displays."""
-
 _forced: dict[str, tuple[Any, str]] = {}
 _file_cache: dict[Path, tuple[float, dict[str, tuple[str, str]]]] = {}
 _generation = 0  # bumped whenever a forced value changes
@@ -179,7 +172,7 @@ def parse_value(key: str, raw: Any, source: str) -> Any:
     try:
         return parser(raw)
     except ValueError:
-        shown = "<hidden>" if key in SECRET_KEYS else repr(raw)
+        shown = HIDDEN if key in SECRET_KEYS else repr(raw)
         raise ConfigError(f"{source}: {key.upper()} = {shown} is not valid; expected "
                           f"{parser.expected}") from None  # type: ignore[attr-defined]
 
@@ -273,8 +266,7 @@ class Settings(Mapping[str, Any]):
 
     def secrets(self) -> tuple[str, ...]:
         """The configured credentials, longest first (to replace them in text)."""
-        return tuple(sorted((str(self._data[k]) for k in SECRET_KEYS if self._data.get(k)),
-                            key=len, reverse=True))
+        return longest_first((str(self._data[k]) for k in SECRET_KEYS if self._data.get(k)), 1)
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -292,7 +284,7 @@ class Settings(Mapping[str, Any]):
             raise AttributeError(key) from None
 
     def __repr__(self) -> str:
-        shown = {k: ("<hidden>" if k in SECRET_KEYS and v else v) for k, v in self._data.items()}
+        shown = {k: (HIDDEN if k in SECRET_KEYS and v else v) for k, v in self._data.items()}
         return f"Settings({shown})"
 
 

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..base import hooks
-from ..base.config import SECRET_NAME
 from ..base.errors import ConfigError
 from ..base.result import Completion
+from ..base.secrets import HIDDEN, is_secret_name
 from ..base.templates import Template
 from .send import Answer, send
 
@@ -185,6 +185,6 @@ class LLMCall:
 
     def __repr__(self) -> str:
         user = f", user={self.user_template.label}" if self.user_template else ""
-        params = "".join(f", {k}={'<hidden>' if SECRET_NAME.search(k) else repr(v)}"
+        params = "".join(f", {k}={HIDDEN if is_secret_name(k) else repr(v)}"
                          for k, v in self.model_params.items())
         return f"LLMCall(system={self.system_template.label}{user}{params})"

@@ -2,8 +2,9 @@
 
 Only what talks to the network runs inside it, so a bug in a user's callback (``on_delta``, a
 progress hook) surfaces as itself, never as a server error. The SDK's exceptions are translated
-into llmkit's tree here and only here (`translate`); configured credentials are scrubbed from the
-message, and the SDK's exception is not chained (its text can carry a key a server echoed).
+into llmkit's tree here and only here (`translate`); the call's credentials are scrubbed from the
+message (`llmkit.base.secrets.scrub`), and the SDK's exception is not chained (its text can carry
+a key a server echoed).
 """
 
 from __future__ import annotations
@@ -22,20 +23,12 @@ from ..base.errors import (
     ServerError,
     TransportError,
 )
+from ..base.secrets import scrub
 from .retry import retry_after_seconds
 
-__all__ = ["call", "read", "scrub", "stream", "translate"]
+__all__ = ["call", "read", "stream", "translate"]
 
 T = TypeVar("T")
-HIDDEN = "<hidden>"
-
-
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every secret replaced by ``<hidden>`` (longest first)."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, HIDDEN)
-    return text
 
 
 def call(fn: Callable[[], T], secrets: Sequence[str] = ()) -> T:

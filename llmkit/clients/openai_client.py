@@ -20,6 +20,7 @@ from ..base import config
 from ..base.errors import AuthenticationError, InvalidRequestError, LLMKitWarning
 from ..base.models import cost
 from ..base.result import Completion
+from ..base.secrets import SECRET_KEYS
 from . import answers, boundary, budget, history, limiter, store
 from .prepare import Prepared, prepare_chat, prepare_embeddings
 from .streaming import collect_stream
@@ -53,7 +54,7 @@ class OpenAIClient:
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self._overrides.items()
-                          if k not in config.SECRET_KEYS)
+                          if k not in SECRET_KEYS)
         return f"{type(self).__name__}({shown})"
 
     # -- configuration --------------------------------------------------------------------------

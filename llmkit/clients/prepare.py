@@ -8,25 +8,21 @@ nothing else, so what a call used is written down in one place.
 
 from __future__ import annotations
 
-import base64
 import functools
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from ..base import tokens
 from ..base.cache_entries import cache_key
-from ..base.config import SECRET_NAME, Settings
+from ..base.config import Settings
 from ..base.errors import ConfigError, InvalidRequestError
 from ..base.models import model_info
-from . import boundary
+from ..base.secrets import public_request, request_secrets
 from . import params as vocabulary
-from .boundary import HIDDEN
 from .retry import RetryPolicy
 
 __all__ = ["SAMPLING", "Prepared", "default_cache_dir", "history_path", "prepare_chat",
@@ -38,8 +34,9 @@ SAMPLING = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
 @dataclass(frozen=True)
 class Prepared:
     """One call as it will be made. ``request`` is the JSON body as sent; ``public`` the same with
-    credential-like ``extra_headers`` / ``extra_body`` values hidden, which is what is hashed into
-    the cache ``key``, recorded and shown (``key`` is None when no cache, replay or recording
+    credential-like ``extra_headers`` / ``extra_body`` values hidden
+    (`llmkit.base.secrets.public_request`), which is what is hashed into the cache ``key``,
+    recorded and shown (``key`` is None when no cache, replay or recording
     needs one)."""
 
     kind: str  # "chat" or "embedding"
@@ -64,25 +61,8 @@ class Prepared:
     @functools.cached_property
     def secrets(self) -> tuple[str, ...]:
         """Every credential this call carries, longest first, as a server may quote it back (to
-        scrub from errors and the history): the configured keys, the ``extra_headers`` /
-        ``extra_body`` values `public` hides (with and without ``Bearer``), and the endpoint's
-        user:password (also as the Basic auth the HTTP client makes of it)."""
-        found = set(self.settings.secrets())
-        for name in ("extra_headers", "extra_body"):
-            sent, shown = self.request.get(name), self.public.get(name)
-            if isinstance(sent, Mapping) and isinstance(shown, Mapping):
-                for key, value in sent.items():
-                    if shown.get(key) == HIDDEN and isinstance(value, str) and value:
-                        found.update((value, value.split(" ", 1)[-1]))
-        try:
-            parts = urlsplit(self.endpoint)
-        except ValueError:
-            parts = None
-        if parts is not None and parts.password:
-            pair = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
-            found.update((pair, unquote(parts.password), parts.password,
-                          base64.b64encode(pair.encode()).decode()))
-        return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+        scrub from errors and the history): see `llmkit.base.secrets.request_secrets`."""
+        return request_secrets(self.request, self.endpoint, self.settings.secrets())
 
 
 def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
@@ -92,7 +72,7 @@ def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
     use_cache = bool(s["cache_api_calls"]) if cache is None else cache
     endpoint = client.endpoint(s)
     needs_key = use_cache or bool(s["replay"]) or bool(s["record"])
-    public = _public(request, s)
+    public = public_request(request, s.secrets)
     key = cache_key({"kind": kind, "api_type": client.api_type, "endpoint": endpoint,
                      **public}) if needs_key else None
     policy = RetryPolicy(
@@ -133,22 +113,6 @@ def default_cache_dir() -> Path:
 def _default_cache_dir(xdg: str | None, home: str | None) -> str:
     """Remembered per environment: every call with no CACHE_DIR asks (Path.home() costs ~5 µs)."""
     return str(Path(xdg or Path.home() / ".cache") / "llmkit")
-
-
-def _public(request: dict[str, Any], s: Settings) -> dict[str, Any]:
-    """``request`` with credentials in ``extra_headers`` / ``extra_body`` hidden (by name, and any
-    configured key by value): recordings are meant to be committed."""
-    if "extra_headers" not in request and "extra_body" not in request:
-        return request
-    public = dict(request)
-    for name in ("extra_headers", "extra_body"):
-        if isinstance(public.get(name), Mapping):
-            public[name] = {k: HIDDEN if SECRET_NAME.search(str(k)) else v
-                            for k, v in public[name].items()}
-    text = json.dumps(public, ensure_ascii=False)
-    if any(secret in text for secret in s.secrets()):
-        public = json.loads(boundary.scrub(text, s.secrets()))
-    return public
 
 
 def _given(value: Any, default: Any) -> Any:

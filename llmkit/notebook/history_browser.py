@@ -78,17 +78,17 @@ def call_from_run(run: Run) -> LLMCall:
 
 
 def _row_label(run: Run) -> str:
-    cells = runs_display._cells(run)
+    cells = runs_display.cells(run)
     cells["time"] = f"{run.started:%m-%d %H:%M:%S}"
     parts = []
     for name, width in _WIDTHS.items():
         text = runs_display.short(cells[name], width)
-        parts.append(text.rjust(width) if name in runs_display._NUMERIC else text.ljust(width))
+        parts.append(text.rjust(width) if name in runs_display.NUMERIC else text.ljust(width))
     return "  ".join(parts).rstrip().replace(" ", _SPACE)
 
 
 def _columns() -> str:
-    head = "  ".join(n.rjust(w) if n in runs_display._NUMERIC else n.ljust(w)
+    head = "  ".join(n.rjust(w) if n in runs_display.NUMERIC else n.ljust(w)
                      for n, w in _WIDTHS.items()).rstrip()
     return f'<div style="white-space:pre;padding-left:4px">{html.escape(head)}</div>'
 
@@ -170,7 +170,7 @@ class HistoryBrowser(widgets.VBox):
         more = " (the newest; raise --limit for more)" if self.limit is not None and n >= self.limit else ""
         if history_file(self.path) is None:
             more = " (the run history is off: HISTORY=False records nothing)"
-        self.count.value = (f'<span style="{runs_display._LABEL}">{n} run{"" if n == 1 else "s"}, '
+        self.count.value = (f'<span style="{runs_display.NOTE_STYLE}">{n} run{"" if n == 1 else "s"}, '
                             f'newest first{html.escape(more)}; select one to see it in full</span>')
         self.rows.options = [(_row_label(run), i) for i, run in enumerate(self.runs)]
         self.rows.rows = max(2, min(12, n))
@@ -200,7 +200,7 @@ class HistoryBrowser(widgets.VBox):
     def _show_code(self) -> None:
         shown = self.code_button.value and self.selected is not None
         self.code_view.layout.display = None if shown else "none"
-        self.code_view.value = f"{runs_display._CODE}{html.escape(self.code())}</pre>" if shown else ""
+        self.code_view.value = f"{runs_display.CODE_BLOCK}{html.escape(self.code())}</pre>" if shown else ""
 
     def open_playground(self) -> Playground | None:
         """A playground on the selected run's `LLMCall` (see `call_from_run`), shown below the

@@ -32,12 +32,14 @@ from traitlets import Bool, Enum, Float, Unicode
 from ..base import config
 from ..base.errors import CacheError, ConfigError, LLMKitError, MissingVariableError, TemplateError
 from ..base.result import Result
+from ..base.secrets import HIDDEN, SECRET_KEYS
 from ..base.templates import Template
 from ..calls.chat import LLMChat
 from ..calls.llmcall import LLMCall
 from ..clients import registry
 from ..clients.store import open_cache
-from .display import BOX_STYLE, answer_html
+from .kit import BOX_STYLE
+from .renderers import answer_html
 from .runs_display import cost_summary
 
 if TYPE_CHECKING:
@@ -370,7 +372,7 @@ class LLMMagics(Magics):
         args = _parse(self.llm_config, line)
         with _one_line_errors():
             key = args.key.lower() if args.key else None
-            if key in config.SECRET_KEYS and args.value is not None:
+            if key in SECRET_KEYS and args.value is not None:
                 where = ", ".join(config.ENV_VARS.get(key) or (f"LLMKIT_{key.upper()}",))
                 raise ConfigError(f"%llm_config does not set {key.upper()}: a key typed into a cell "
                                   f"is saved in the notebook; set an environment variable instead "
@@ -385,7 +387,7 @@ class LLMMagics(Magics):
             print(f"note: calls now send your {secret.upper()} to {args.value}")
         for name in [key] if key else list(settings):
             value = settings[name]
-            shown = "(not set)" if value is None else "<hidden>" if name in config.SECRET_KEYS else value
+            shown = "(not set)" if value is None else HIDDEN if name in SECRET_KEYS else value
             print(f"{name.upper()} = {shown}")
 
     @magic_arguments.magic_arguments()

@@ -1,9 +1,9 @@
 """`Playground`: an ipywidget to iterate on an `LLMCall`: edit the templates, run, compare runs.
 
-Made of stock widgets (no front-end code to install). Every HTML value is built by
-`llmkit.display` or escaped here, and error messages are stripped of API keys. `Playground.run` is
-what the Run button calls, `Playground.apply` what the Apply button calls, so code and tests can
-use them without a front end. CSS classes: ``llmkit-playground``, ``llmkit-variables``,
+Made of stock widgets (no front-end code to install). Every HTML value is built by the call's
+views (`llmkit.notebook.renderers`) or escaped here, and error messages are stripped of API keys.
+`Playground.run` is what the Run button calls, `Playground.apply` what the Apply button calls, so
+code and tests can use them without a front end. CSS classes: ``llmkit-playground``, ``llmkit-variables``,
 ``llmkit-run``, ``llmkit-apply``, ``llmkit-code-toggle``, ``llmkit-code``, ``llmkit-error``,
 ``llmkit-call`` (a streaming answer), ``llmkit-compare``, ``llmkit-history``,
 ``llmkit-history-entry``, ``llmkit-pin``.
@@ -14,20 +14,21 @@ from __future__ import annotations
 import difflib
 import html
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import ipywidgets as widgets
 
-from ..base.config import SECRET_NAME
 from ..base.errors import LLMKitError, MissingVariableError, TemplateError
 from ..base.models import chat_models, model_info
 from ..base.result import Result
+from ..base.secrets import HIDDEN, is_credential
 from ..base.templates import Template
 from ..calls.llmcall import LLMCall
 from ..clients import registry
-from . import display
+from .kit import markdown_html
+from .renderers import header_html, message_html, usage_text
+from .summary import CallSummary, MessageView, Scrub, scrubber_for, summarize
 from .widgets import CallView
 
 __all__ = ["Playground", "PlaygroundRun", "diff_html", "playground"]
@@ -51,7 +52,7 @@ class PlaygroundRun:
     result: Result
     html: str
     pin: widgets.ToggleButton
-    summary: display.CallSummary
+    summary: CallSummary
 
 
 class Playground(widgets.VBox):
@@ -220,13 +221,13 @@ class Playground(widgets.VBox):
         user = self.user.value if self.user.value.strip() else None
         lines = [f"    {self.system.value!r},", f"    {user!r},"]
         for name, value in self._request_params().items():
-            if _credential(name, value):
-                lines.append(f"    # {name}=<hidden>: credential-like, add it yourself")
+            if is_credential(name, value):
+                lines.append(f"    # {name}={HIDDEN}: credential-like, add it yourself")
             else:
                 lines.append(f"    {name}={value!r},")
         if self.call.client is not None:
             lines.append("    # client=...: the client object the playground's call was given")
-        return display._scrubber(self.call)("LLMCall(\n" + "\n".join(lines) + "\n)")
+        return scrubber_for(self.call)("LLMCall(\n" + "\n".join(lines) + "\n)")
 
     def run(self) -> PlaygroundRun | None:
         """Run the templates as edited with the fields' variables, the model and the sliders.
@@ -254,7 +255,7 @@ class Playground(widgets.VBox):
 
     def _add_run(self, call: LLMCall, given: dict[str, str], result: Result) -> PlaygroundRun:
         number = len(self.runs) + 1
-        s = display.summarize(result)
+        s = summarize(result)
         s = replace(s, title=f"run {number}",
                     params={k: v for k, v in s.params.items() if k in _SHOWN_PARAMS})
         pin = widgets.ToggleButton(description="pin", icon="thumb-tack",
@@ -276,7 +277,7 @@ class Playground(widgets.VBox):
         for old in self.compare.children:
             old.close()
         column = {"flex": "1 1 0", "min_width": "0", "border": "1px solid #ccc", "padding": "4px"}
-        scrub = display._scrubber(self.call)
+        scrub = scrubber_for(self.call)
         self.compare.children = (
             [widgets.HTML(_column_html(r, pinned[0], scrub), layout=widgets.Layout(**column))
              for r in pinned] if len(pinned) > 1
@@ -293,39 +294,39 @@ class Playground(widgets.VBox):
         if isinstance(exc, MissingVariableError):
             text = (f"MissingVariableError: the templates use {{{{ {exc.variable} }}}}; fill in the "
                     f"field {exc.variable!r}")
-        text = display._scrubber(self.call)(text)
+        text = scrubber_for(self.call)(text)
         self.error.value = f'<div style="color:#b00020;white-space:pre-wrap">{html.escape(text)}</div>'
 
     def __repr__(self) -> str:
         return f"Playground({self.call!r}, runs={len(self.runs)})"
 
 
-def _run_html(s: display.CallSummary, given: dict[str, str]) -> str:
+def _run_html(s: CallSummary, given: dict[str, str]) -> str:
     """A run as HTML: header (model, parameters, latency, cost, cache hit), variables, answer, tokens."""
-    return (f'<div class="llmkit-header">{display.header_html(s)}</div>'
+    return (f'<div class="llmkit-header">{header_html(s)}</div>'
             + _variables_html(given)
-            + f'<div class="llmkit-output">{display.markdown_html(s.output or "")}</div>'
-            + f'<div class="llmkit-tokens">{html.escape(display.usage_text(s))}</div>')
+            + f'<div class="llmkit-output">{markdown_html(s.output or "")}</div>'
+            + f'<div class="llmkit-tokens">{html.escape(usage_text(s))}</div>')
 
 
-def _column_html(run: PlaygroundRun, reference: PlaygroundRun, scrub: display.Scrub) -> str:
+def _column_html(run: PlaygroundRun, reference: PlaygroundRun, scrub: Scrub) -> str:
     """A run in the comparison: header, variables, parameters, templates, then its answer as
     plain text with the words that differ from ``reference``'s answer marked."""
     s, call = run.summary, run.call
-    params = ", ".join(f"{k}=<hidden>" if _credential(k, v) else f"{k}={v!r}"
+    params = ", ".join(f"{k}={HIDDEN}" if is_credential(k, v) else f"{k}={v!r}"
                        for k, v in call.model_params.items())
     templates = [("system template", call.system_template), ("user template", call.user_template)]
     answer = (html.escape(s.output or "") if run is reference
               else diff_html(reference.summary.output or "", s.output or ""))
     note = "answer" if run is reference else f"answer (changes from run {reference.number})"
-    return (f'<div class="llmkit-header">{display.header_html(s)}</div>'
+    return (f'<div class="llmkit-header">{header_html(s)}</div>'
             + _variables_html(run.variables)
             + f'<div class="llmkit-params">{html.escape(scrub(params or "no parameters"))}</div>'
-            + "".join(display.message_html(display.MessageView(role, scrub(t.source)))
+            + "".join(message_html(MessageView(role, scrub(t.source)))
                       for role, t in templates if t is not None)
             + f'<div class="llmkit-output"><i>{note}</i>'
             + f'<div style="white-space:pre-wrap">{answer}</div></div>'
-            + f'<div class="llmkit-tokens">{html.escape(display.usage_text(s))}</div>')
+            + f'<div class="llmkit-tokens">{html.escape(usage_text(s))}</div>')
 
 
 def diff_html(before: str, after: str) -> str:
@@ -355,20 +356,14 @@ def _marked(start: str, end: str, words: list[str]) -> str:
     return f"{start}{html.escape(core)}{end}{html.escape(text[len(core):])}"
 
 
-def _credential(name: str, value: Any) -> bool:
-    """A parameter that may hold a credential (``api_key``, ``extra_headers``, a dict with one)."""
-    return bool(SECRET_NAME.search(name)) or (
-        isinstance(value, Mapping) and any(SECRET_NAME.search(str(k)) for k in value))
-
-
 def _variables_html(given: dict[str, str]) -> str:
     variables = "; ".join(f"{name} = {value!r}" for name, value in given.items())
     return f"<div>{html.escape(variables)}</div>" if variables else ""
 
 
-def _prompt_html(s: display.CallSummary) -> str:
+def _prompt_html(s: CallSummary) -> str:
     return ("<details><summary>prompt</summary>"
-            + "".join(display.message_html(m) for m in s.messages) + "</details>")
+            + "".join(message_html(m) for m in s.messages) + "</details>")
 
 
 def playground(call: LLMCall, **variables: Any) -> Playground:

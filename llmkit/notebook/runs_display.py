@@ -18,26 +18,33 @@ from typing import Any
 
 from ..base import config
 from ..base.runs import Run, Runs, Spend, prompt_text
+from ..base.secrets import HIDDEN, is_credential
 from ..clients import budget
 from ..clients.history import spend
 from ..clients.params import CHAT, EMBEDDING
-from . import display
-from .display import BOX_STYLE, format_cost
+from .kit import BOX_STYLE, format_cost
+from .renderers import to_html, to_markdown, to_text
+from .summary import CallSummary, scrubber_for, summarize
 
-__all__ = ["CostSummary", "cost_summary", "mimebundle", "run_code", "run_html", "runs_html", "runs_text",
-           "short", "user_text"]
+__all__ = ["CODE_BLOCK", "COLUMNS", "NOTE_STYLE", "NUMERIC", "WIDTH", "CostSummary", "cells",
+           "cost_summary", "mimebundle", "run_code", "run_html", "runs_html", "runs_text", "short",
+           "user_text"]
 
 WIDTH = 60  # characters of a prompt or an answer a table shows
-_LABEL = "font-size:0.85em;color:var(--jp-ui-font-color2,#666)"
+NOTE_STYLE = "font-size:0.85em;color:var(--jp-ui-font-color2,#666)"
+"""A small grey line: a count of runs, a ``<summary>``."""
 _ERROR = "color:#c62828;white-space:pre-wrap;margin:2px 0 6px 0"
 _TABLE = "border-collapse:collapse;font-size:0.9em;margin:2px 0"
 _CELL = "padding:2px 8px;border-bottom:1px solid rgba(128,128,128,0.25);text-align:left;vertical-align:top"
 _NUMBER = _CELL.replace("text-align:left", "text-align:right") + ";white-space:nowrap"
-_CODE = ('<pre class="llmkit-run-code" style="user-select:all;white-space:pre-wrap;margin:0.2em 0;'
-         'padding:6px;border:1px solid rgba(128,128,128,0.4);border-radius:4px">')
+CODE_BLOCK = ('<pre class="llmkit-run-code" style="user-select:all;white-space:pre-wrap;margin:0.2em 0;'
+              'padding:6px;border:1px solid rgba(128,128,128,0.4);border-radius:4px">')
+"""The opening tag of a block of code that one click selects whole (closed by ``</pre>``)."""
 _MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
 COLUMNS = ("time", "model", "prompt", "answer", "tokens", "cost", "latency", "cache")
-_NUMERIC = {"tokens", "cost", "latency"}
+"""The columns of a table of runs, in order (the keys of `cells`)."""
+NUMERIC = {"tokens", "cost", "latency"}
+"""The columns aligned to the right."""
 
 
 def short(text: str, width: int = WIDTH) -> str:
@@ -54,7 +61,8 @@ def user_text(run: Run) -> str:
     return prompt_text(asked[-1:]) if asked else run.prompt
 
 
-def _cells(run: Run) -> dict[str, str]:
+def cells(run: Run) -> dict[str, str]:
+    """A run's row in a table of runs: the text of each of `COLUMNS` (not yet scrubbed)."""
     answer = f"{run.error}: {run.error_message or ''}" if run.error else run.answer
     if not answer and run.tool_calls:
         answer = "[tool calls] " + ", ".join(str((c.get("function") or {}).get("name"))
@@ -104,14 +112,14 @@ def _md_table(head: list[str], rows: list[list[str]], numeric: set[int]) -> str:
 # -- Runs -----------------------------------------------------------------------------------------
 
 def _rows(runs: Runs) -> list[list[str]]:
-    scrub = display._scrubber(None)
-    return [[scrub(c) for c in _cells(run).values()] for run in runs]
+    scrub = scrubber_for(None)
+    return [[scrub(c) for c in cells(run).values()] for run in runs]
 
 
 def runs_text(runs: Runs) -> str:
     if not runs:
         return "no runs"
-    numeric = {COLUMNS.index(c) for c in _NUMERIC}
+    numeric = {COLUMNS.index(c) for c in NUMERIC}
     return _text_table(list(COLUMNS), _rows(runs), numeric)
 
 
@@ -119,15 +127,15 @@ def runs_html(runs: Runs) -> str:
     """The table of runs (class ``llmkit-runs``), or a line saying there are none."""
     if not runs:
         return '<div class="llmkit-runs"><i>no runs</i></div>'
-    numeric = {COLUMNS.index(c) for c in _NUMERIC}
+    numeric = {COLUMNS.index(c) for c in NUMERIC}
     return _table(list(COLUMNS), _rows(runs), numeric, "llmkit-runs")
 
 
 def _runs_bundle(runs: Runs) -> dict[str, Any]:
-    numeric = {COLUMNS.index(c) for c in _NUMERIC}
+    numeric = {COLUMNS.index(c) for c in NUMERIC}
     count = f"{len(runs)} run{'' if len(runs) == 1 else 's'}, newest first"
     return {"text/plain": f"{count}\n{runs_text(runs)}",
-            "text/html": f'<div style="{_LABEL}">{count}</div>{runs_html(runs)}',
+            "text/html": f'<div style="{NOTE_STYLE}">{count}</div>{runs_html(runs)}',
             "text/markdown": f"{count}\n\n" + (_md_table(list(COLUMNS), _rows(runs), numeric)
                                                if runs else "no runs")}
 
@@ -144,8 +152,8 @@ def _where(run: Run) -> list[str]:
     return items
 
 
-def _summary(run: Run) -> display.CallSummary:
-    s = replace(display.summarize(run.completion), title="Run")
+def _summary(run: Run) -> CallSummary:
+    s = replace(summarize(run.completion), title="Run")
     if run.kind == "embedding" or (run.error and not run.answer and not run.tool_calls):
         s = replace(s, output=None)  # no answer: the prompt shows, open
     if not run.usage:
@@ -160,38 +168,33 @@ def _error(run: Run) -> str:
 def run_html(run: Run) -> str:
     """The run as the call's own view (answer, prompt, footer) with a line above it saying when
     and where it ran, its error if it failed, and below it the call as code to copy."""
-    scrub = display._scrubber(None)
-    call = display.to_html(_summary(run))
+    scrub = scrubber_for(None)
+    call = to_html(_summary(run))
     opening = f'<div class="llmkit-call" style="{BOX_STYLE}">'
     body = call[len(opening):-len("</div>")] if call.startswith(opening) else call
     where = " · ".join(f'<span style="white-space:nowrap">{html.escape(scrub(i))}</span>'
                        for i in _where(run))
     error = (f'<div class="llmkit-run-error" style="{_ERROR}">{html.escape(scrub(_error(run)))}'
              f'</div>' if run.error else "")
-    code = (f'<details class="llmkit-run-code-block"><summary style="{_LABEL};cursor:pointer">'
-            f'as code, to copy</summary>{_CODE}{html.escape(run_code(run))}</pre></details>')
+    code = (f'<details class="llmkit-run-code-block"><summary style="{NOTE_STYLE};cursor:pointer">'
+            f'as code, to copy</summary>{CODE_BLOCK}{html.escape(run_code(run))}</pre></details>')
     return (f'<div class="llmkit-call llmkit-run" style="{BOX_STYLE}">'
-            f'<div class="llmkit-run-where" style="{_LABEL};margin-bottom:4px">{where}</div>'
+            f'<div class="llmkit-run-where" style="{NOTE_STYLE};margin-bottom:4px">{where}</div>'
             f'{error}{body}{code}</div>')
 
 
 def _run_bundle(run: Run) -> dict[str, Any]:
     s = _summary(run)
-    scrub = display._scrubber(None)
+    scrub = scrubber_for(None)
     where = scrub(" · ".join(_where(run)))
     error = scrub(_error(run))
-    text = "\n".join([where, *([f"error: {error}"] if error else []), display.to_text(s)])
+    text = "\n".join([where, *([f"error: {error}"] if error else []), to_text(s)])
     markdown = "\n\n".join([_md(where), *([f"**error:** {_md(error)}"] if error else []),
-                            display.to_markdown(s)])
+                            to_markdown(s)])
     return {"text/plain": text, "text/html": run_html(run), "text/markdown": markdown}
 
 
 # -- the call as code -----------------------------------------------------------------------------
-
-def _credential(name: str, value: Any) -> bool:
-    return bool(config.SECRET_NAME.search(name)) or (
-        isinstance(value, dict) and any(config.SECRET_NAME.search(str(k)) for k in value))
-
 
 def run_code(run: Run) -> str:
     """Python that sends the run's request again through the client of its api type: the
@@ -211,12 +214,12 @@ def run_code(run: Run) -> str:
     for name, value in run.params.items():
         if name not in vocabulary or name == "model":
             continue
-        if _credential(name, value):
-            lines.append(f"    # {name}=<hidden>: credential-like, add it yourself")
+        if is_credential(name, value):
+            lines.append(f"    # {name}={HIDDEN}: credential-like, add it yourself")
         else:
             lines.append(f"    {name}={value!r},")
     lines.append(")")
-    return display._scrubber(None)("\n".join(lines))
+    return scrubber_for(None)("\n".join(lines))
 
 
 # -- Spend and %llm_cost --------------------------------------------------------------------------

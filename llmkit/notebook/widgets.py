@@ -1,7 +1,7 @@
 """`CallView`: the ipywidget that shows an LLMCall or a call's result in JupyterLab.
 
 Made of stock widgets only (no front-end code to install). Every HTML value is built by
-`llmkit.display`, so user and model text is escaped exactly as in the text/html fallback.
+`llmkit.notebook.renderers`, so user and model text is escaped exactly as in the text/html fallback.
 CSS classes for tests and styling: ``llmkit-call`` (the view), ``llmkit-header``,
 ``llmkit-cache-hit`` (the badge in the header, only for an answer from the cache), ``llmkit-message``,
 ``llmkit-output`` and ``llmkit-tokens``.
@@ -14,8 +14,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from . import display
-from .display import CallSummary
+from .kit import markdown_html
+from .renderers import header_html, message_html, usage_text
+from .summary import CallSummary, summarize
 
 __all__ = ["CallView"]
 
@@ -46,18 +47,18 @@ class CallView(widgets.VBox):
 
     def update(self, source: Any) -> None:
         """Show ``source`` (an `LLMCall`, `Result`, `Completion` or `CallSummary`) instead."""
-        s = source if isinstance(source, CallSummary) else display.summarize(source)
-        self.header.value = display.header_html(s)
+        s = source if isinstance(source, CallSummary) else summarize(source)
+        self.header.value = header_html(s)
         for old in self.messages.children:
             old.close()
-        self.messages.children = [widgets.HTML(display.message_html(m)) for m in s.messages]
+        self.messages.children = [widgets.HTML(message_html(m)) for m in s.messages]
         self._streamed = s.output or ""
-        self.output.value = display.markdown_html(s.output) if s.output is not None else ""
-        usage = display.usage_text(s)
+        self.output.value = markdown_html(s.output) if s.output is not None else ""
+        usage = usage_text(s)
         self.tokens.value = html.escape(usage)
         self.tokens.layout.display = None if usage else "none"
 
     def append(self, delta: str) -> None:
         """Add a streamed piece of the answer (``on_delta=view.append``); `update` replaces it."""
         self._streamed += delta
-        self.output.value = display.markdown_html(self._streamed)
+        self.output.value = markdown_html(self._streamed)

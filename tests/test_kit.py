@@ -1,0 +1,49 @@
+"""The displays' kit: money as text, safe Markdown, code spans and fences that cannot be closed."""
+
+from __future__ import annotations
+
+import pytest
+from markdown_it import MarkdownIt
+
+from llmkit.notebook.kit import code_span, fence, format_cost, markdown_html, safe_markdown
+
+FRONT_END = MarkdownIt("commonmark", {"html": True})  # what a notebook does with text/markdown
+
+
+def test_format_cost() -> None:
+    assert format_cost(None) == "n/a"
+    assert format_cost(0.00015) == "$0.000150"
+    assert format_cost(0.0) == "$0.000000"
+    assert format_cost(12.345) == "$12.35"
+
+
+def test_markdown_html_renders_markdown_but_no_html_or_image() -> None:
+    shown = markdown_html("*hey* <b>bold</b> ![x](https://evil.example/p.png)")
+    assert "<em>hey</em>" in shown
+    assert "<b>" not in shown and "&lt;b&gt;" in shown
+    assert "<img" not in shown
+
+
+@pytest.mark.parametrize("text", ["<script>alert(1)</script>", "![x](https://evil.example/t.png)",
+                                  "[click](javascript:alert(1))", "a <img src=x onerror=alert(1)> b"])
+def test_safe_markdown_leaves_no_tag_image_or_script_link(text: str) -> None:
+    shown = FRONT_END.render(safe_markdown(text))
+    assert "<script" not in shown and "<img" not in shown and "<a " not in shown
+    assert safe_markdown(text) != text  # escaped: another renderer might make a live link of it
+
+
+def test_safe_markdown_keeps_ordinary_markdown() -> None:
+    text = "# Title\n\n- *one*\n- `two <b>`\n\n[docs](https://example.com)"
+    assert safe_markdown(text) == text  # the tag sits in code: shown as text by any renderer
+
+
+def test_a_code_span_cannot_be_closed_or_broken() -> None:
+    for text in ["a`b", "``x``", "line\n\nnew paragraph **bold**"]:
+        shown = FRONT_END.render(code_span(text))
+        assert shown.count("<code>") == 1 and "<strong>" not in shown and shown.count("<p>") == 1
+
+
+def test_a_fence_cannot_be_closed() -> None:
+    text = "before\n```\n<script>alert(1)</script>\n````\nafter"
+    shown = FRONT_END.render(fence(text))
+    assert shown.count("<pre>") == 1 and "<script" not in shown and "after" in shown
