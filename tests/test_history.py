@@ -551,3 +551,21 @@ def test_two_processes_writing_at_once_lose_nothing(llm: OpenAITestServer, tmp_p
     assert {r.pid for r in recorded} == pids and len(pids) == 2
     assert sorted(sum(r.pid == pid for r in recorded) for pid in pids) == [200, 200]
     assert llmkit.spend(path=str(target)).total["runs"] == 400
+
+
+def test_credential_headers_of_any_name_are_never_stored(llm: OpenAITestServer, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    recording = tmp_path / "recording.jsonl"
+    monkeypatch.setenv("LLMKIT_RECORD", str(recording))
+    headers = {"Cookie": "session=COOKIE-VALUE-1", "X-Gateway-Auth": "GATEWAY-AUTH-2",
+               "X-Access-Token-Id": "ACCESS-TOKEN-ID-3", "User-Agent": "my-notebook/1.0"}
+    LLMCall("s", "{{ q }}").run({"q": "gateway"}, extra_headers=headers)
+    sent = llm.requests[-1].headers
+    assert sent["cookie"] == "session=COOKIE-VALUE-1" and sent["x-gateway-auth"] == "GATEWAY-AUTH-2"
+    assert runs()[0].params["extra_headers"] == {
+        "Cookie": "<hidden>", "X-Gateway-Auth": "<hidden>", "X-Access-Token-Id": "<hidden>",
+        "User-Agent": "my-notebook/1.0"}
+    stored = stored_bytes(default_path(tmp_path)) + recording.read_bytes()
+    assert b"my-notebook/1.0" in recording.read_bytes()
+    for secret in ("COOKIE-VALUE-1", "GATEWAY-AUTH-2", "ACCESS-TOKEN-ID-3"):
+        assert secret.encode() not in stored, secret

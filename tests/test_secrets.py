@@ -83,7 +83,7 @@ def test_public_request_hides_by_name_and_by_value() -> None:
                "extra_body": {"client_secret": "s3cr3t-value", "seed": 7}}
     public = secrets.public_request(request, lambda: [KEY])
     assert public == {"model": "m", "messages": [{"role": "user", "content": "mine is <hidden>"}],
-                      "extra_headers": {"Authorization": HIDDEN, "X-Note": "k=<hidden>"},
+                      "extra_headers": {"Authorization": HIDDEN, "X-Note": HIDDEN},
                       "extra_body": {"client_secret": HIDDEN, "seed": 7}}
     assert request["extra_headers"]["Authorization"] == f"Bearer {KEY}"  # what is sent is kept
 
@@ -99,7 +99,8 @@ def test_request_secrets_by_name_with_and_without_a_bearer_prefix() -> None:
     request = {"extra_headers": {"Authorization": "Bearer tok-123456789", "X-Trace": "trace-value"},
                "extra_body": {"api_key": "body-key-123", "note": "plain-text"}}
     found = secrets.request_secrets(request, "https://api.example.com/v1", [KEY])
-    assert set(found) == {KEY, "Bearer tok-123456789", "tok-123456789", "body-key-123"}
+    assert set(found) == {KEY, "Bearer tok-123456789", "tok-123456789", "body-key-123",
+                          "trace-value"}  # an unknown header's value is a secret too
     assert list(found) == sorted(found, key=len, reverse=True)
 
 
@@ -114,3 +115,17 @@ def test_request_secrets_from_the_endpoints_user_and_password() -> None:
 def test_request_secrets_of_an_endpoint_that_is_no_url() -> None:
     assert secrets.request_secrets({}, "http://user:password@[::1/v1") == ()  # urlsplit refuses it
     assert secrets.request_secrets({}, "http://host/v1", ["abc"]) == ()  # too short to replace
+
+
+def test_headers_are_shown_only_when_known_to_be_harmless() -> None:
+    headers = {"Cookie": "session=c00kie-value", "X-Gateway-Auth": "gw-auth-value",
+               "X-Access-Token-Id": "token-id-value", "User-Agent": "my-notebook/1.0",
+               "openai-beta": "assistants=v2"}
+    request = {"model": "m", "messages": [], "extra_headers": headers}
+    public = secrets.public_request(request, lambda: [])
+    assert public["extra_headers"] == {"Cookie": HIDDEN, "X-Gateway-Auth": HIDDEN,
+                                       "X-Access-Token-Id": HIDDEN, "User-Agent": "my-notebook/1.0",
+                                       "openai-beta": "assistants=v2"}
+    found = secrets.request_secrets(request, "https://api.example.com/v1")
+    assert {"session=c00kie-value", "gw-auth-value", "token-id-value"} <= set(found)
+    assert "my-notebook/1.0" not in found

@@ -18,12 +18,14 @@ from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "CREDENTIAL_FIELDS",
+    "HARMLESS_HEADERS",
     "HIDDEN",
     "SECRET_KEYS",
     "SHORTEST",
     "SHORTEST_SHOWN",
     "hide",
     "is_credential",
+    "is_harmless_header",
     "is_secret_name",
     "longest_first",
     "public_request",
@@ -51,6 +53,15 @@ SHORTEST_SHOWN = 8
 """Displays replace only keys this long: they scrub whole prompts and answers, where a short
 placeholder key (``"none"`` for a local server) is an ordinary word."""
 
+HARMLESS_HEADERS = frozenset({
+    "accept", "accept-encoding", "accept-language", "cache-control", "content-type", "http-referer",
+    "openai-beta", "openai-organization", "openai-project", "prefer", "user-agent", "x-title",
+    "x-request-id", "x-client-request-id", "x-ms-client-request-id", "x-ms-useragent",
+})
+"""Headers whose values are recorded and shown. Every other ``extra_headers`` value is hidden and
+scrubbed: a gateway's credential can have any name (``Cookie``, ``X-Gateway-Auth``,
+``X-Access-Token-Id``), so a header is harmless only when it is known to be."""
+
 _SECRET_NAME = re.compile(r"key|secret|password|token$|authorization|headers", re.IGNORECASE)
 
 
@@ -58,6 +69,11 @@ def is_secret_name(name: str) -> bool:
     """True when ``name`` (a parameter, header or field) suggests a credential: ``api_key``,
     ``Authorization``, ``x-secret``, ``access_token``, ``extra_headers``..."""
     return _SECRET_NAME.search(name) is not None
+
+
+def is_harmless_header(name: str) -> bool:
+    """True for a header in `HARMLESS_HEADERS` (case-insensitive): its value may be shown."""
+    return name.strip().lower() in HARMLESS_HEADERS
 
 
 def is_credential(name: str, value: Any) -> bool:
@@ -105,22 +121,28 @@ def scrub_all(value: Any, secrets: Iterable[str]) -> Any:
     return walk(value)
 
 
-def hide(mapping: Mapping[Any, Any]) -> dict[Any, Any]:
-    """``mapping`` with the value of every entry whose name suggests a credential as `HIDDEN`."""
-    return {k: HIDDEN if is_secret_name(str(k)) else v for k, v in mapping.items()}
+def hide(mapping: Mapping[Any, Any], *, headers: bool = False) -> dict[Any, Any]:
+    """``mapping`` with the value of every entry whose name suggests a credential as `HIDDEN`;
+    for ``headers``, every value but those of `HARMLESS_HEADERS`."""
+    return {k: HIDDEN if _hidden(str(k), headers) else v for k, v in mapping.items()}
+
+
+def _hidden(name: str, header: bool) -> bool:
+    return not is_harmless_header(name) if header else is_secret_name(name)
 
 
 def public_request(request: dict[str, Any], configured: Callable[[], Iterable[str]]) -> dict[str, Any]:
-    """The request as it may be hashed, recorded and shown: `CREDENTIAL_FIELDS` entries hidden by
-    name, and every configured key (``configured()``) replaced wherever it then appears
-    (recordings are meant to be committed). A request with neither field is returned as is, and
+    """The request as it may be hashed, recorded and shown: ``extra_headers`` values hidden
+    unless harmless (`HARMLESS_HEADERS`), ``extra_body`` entries hidden by name, and every
+    configured key (``configured()``) replaced wherever it then appears (recordings are meant to
+    be committed). A request with neither field is returned as is, and
     ``configured`` is not asked (most calls: it would cost ~2 µs each)."""
     if not any(name in request for name in CREDENTIAL_FIELDS):
         return request
     public = dict(request)
     for name in CREDENTIAL_FIELDS:
         if isinstance(public.get(name), Mapping):
-            public[name] = hide(public[name])
+            public[name] = hide(public[name], headers=name == "extra_headers")
     found = longest_first(configured(), 1)
     return scrub_all(public, found) if found else public  # type: ignore[no-any-return]
 
@@ -128,7 +150,7 @@ def public_request(request: dict[str, Any], configured: Callable[[], Iterable[st
 def request_secrets(request: Mapping[str, Any], endpoint: str,
                     configured: Iterable[str] = ()) -> tuple[str, ...]:
     """Every credential a call carries, longest first, as a server may quote it back: the
-    ``configured`` keys, the `CREDENTIAL_FIELDS` values hidden by name (with and without a
+    ``configured`` keys, the `CREDENTIAL_FIELDS` values `public_request` hides (with and without a
     ``Bearer ``-style prefix), and the endpoint's user:password (also as the Basic auth the HTTP
     client makes of it)."""
     found = set(configured)
@@ -136,7 +158,7 @@ def request_secrets(request: Mapping[str, Any], endpoint: str,
         sent = request.get(name)
         if isinstance(sent, Mapping):
             for key, value in sent.items():
-                if is_secret_name(str(key)) and isinstance(value, str) and value:
+                if _hidden(str(key), name == "extra_headers") and isinstance(value, str) and value:
                     found.update((value, value.split(" ", 1)[-1]))
     try:
         parts = urlsplit(endpoint)
