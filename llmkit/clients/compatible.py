@@ -23,6 +23,7 @@ class CompatibleClient(OpenAIClient):
 
     api_type = "compatible"
     structured_outputs = False  # unknown server: typed answers are asked for in the prompt
+    max_stop = None  # its own limit, if any, is the server's to report
 
     def settings(self, base: config.Settings | None = None) -> config.Settings:
         return super().settings(base).with_values({"api_key": self._overrides.get("api_key")})

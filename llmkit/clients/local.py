@@ -198,6 +198,7 @@ class LocalClient(OpenAIClient):
     """
 
     api_type = "local"
+    max_stop = None  # llama.cpp takes any number of stop strings
 
     def settings(self, base: config.Settings | None = None) -> config.Settings:
         s = super().settings(base)

@@ -44,6 +44,7 @@ class OpenAIClient:
 
     api_type = "openai"
     structured_outputs = True  # honours response_format with a strict JSON schema
+    max_stop: int | None = 4  # OpenAI's spec: stop is a string or 1-4 strings (None: not known)
     endpoint_key, secret_key = "base_url", "api_key"  # where requests go, and the key they carry
 
     def __init__(self, **overrides: Any) -> None:

@@ -29,8 +29,8 @@ from . import params as vocabulary
 from .boundary import HIDDEN
 from .retry import RetryPolicy
 
-__all__ = ["SAMPLING", "Prepared", "default_cache_dir", "history_path", "prepare_chat",
-           "prepare_embeddings"]
+__all__ = ["SAMPLING", "Prepared", "check_stop", "default_cache_dir", "history_path",
+           "prepare_chat", "prepare_embeddings"]
 
 SAMPLING = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
 
@@ -183,6 +183,7 @@ def prepare_chat(client: Any, s: Settings, messages: Any, params: Mapping[str, A
         request["max_completion_tokens" if info.reasoning else "max_tokens"] = limit
     if api.get("n") == 1:
         del api["n"]
+    check_stop(api.get("stop"), getattr(client, "max_stop", None), client.api_type)
     request.update(api)
     check_limits(request)
     return _common(client, s, "chat", request, options, stream=stream, cache=cache)
@@ -242,6 +243,19 @@ def check_text(value: Any, where: str) -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             check_text(item, f"{where}[{index}]")
+
+
+def check_stop(stop: Any, most: int | None, api_type: str) -> None:
+    """Raise `ConfigError` for a list of ``stop`` sequences the API refuses: OpenAI's spec takes a
+    string or 1 to ``most`` (4) strings. ``most`` is None for servers whose limit is not known."""
+    if most is None or not isinstance(stop, (list, tuple)) or 1 <= len(stop) <= most:
+        return
+    if not stop:
+        raise ConfigError("chat parameter stop=[] is not valid: give a string or 1 to "
+                          f"{most} strings, or None for no stop sequence")
+    raise ConfigError(f"chat parameter stop has {len(stop)} sequences; the {api_type} api type takes "
+                      f"a string or 1 to {most} strings (the OpenAI API's limit): keep the {most} "
+                      f"that matter most")
 
 
 def check_limits(request: Mapping[str, Any]) -> None:
