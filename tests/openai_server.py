@@ -6,8 +6,8 @@ Stdlib only. Serves ``/v1/chat/completions`` (JSON and SSE streaming),
 
 Scripted behaviours (each consumed once per matching request, FIFO, with
 ``times=`` and ``path_contains=``): ``reply``, ``reply_tool_calls``,
-``surrogate_text``, ``null_message`` and ``no_message`` shape chat answers
-(only chat requests consume them); ``fail``, ``delay``, ``drop``, ``malformed``, ``body``,
+``surrogate_text``, ``null_message``, ``no_message`` and ``simulator_stream`` shape chat
+answers (only chat requests consume them); ``fail``, ``delay``, ``drop``, ``malformed``, ``body``,
 ``echo_key``, ``cut_stream`` and ``trickle`` apply to any path.
 
 Run ``python -m tests.openai_server`` to serve until killed; it prints
@@ -50,7 +50,7 @@ class RecordedRequest:
     time: float
 
 
-_CHAT_KINDS = frozenset({"reply", "tool_calls", "null_message", "no_message"})
+_CHAT_KINDS = frozenset({"reply", "tool_calls", "null_message", "no_message", "simulator_stream"})
 
 
 @dataclass
@@ -202,6 +202,20 @@ class _Handler(BaseHTTPRequestHandler):
         for data in parts:
             self.wfile.write(_chunk(data))
             self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+    def send_simulator_sse(self, events: list[Any]) -> None:
+        """Stream as Microsoft's Azure OpenAI API simulator does: ``data: {...}\\n`` then ``\\n`` per
+        event, chunked, ending with a bare ``[DONE]`` (no ``data:``, no newline)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for event in events:
+            self.wfile.write(_chunk(f"data: {json.dumps(event)}\n".encode()))
+            self.wfile.write(_chunk(b"\n"))
+            self.wfile.flush()
+        self.wfile.write(_chunk(b"[DONE]"))
         self.wfile.write(b"0\r\n\r\n")
 
     def _send_headers(self, status: int, content_type: str, headers: dict[str, str] | None) -> None:
@@ -428,6 +442,17 @@ class OpenAITestServer:
         Only chat requests consume it.
         """
         self._push("no_message", times, path_contains)
+
+    def simulator_stream(
+        self, content: str = "Lorem ipsum dolor sit", *, finish_reason: str = "length", times: int = 1
+    ) -> None:
+        """Next streamed chat answer(s) come as Microsoft's Azure OpenAI API simulator sends them
+        (aoai-api-simulator, generator mode): ``index`` and ``finish_reason`` inside ``delta``
+        (the choice has neither), ``model_name`` instead of ``model``, null ``role`` /
+        ``tool_calls`` after the first chunk, no usage chunk even when asked for, and a bare
+        ``[DONE]`` line. A request without ``stream`` gets the simulator's plain answer.
+        """
+        self._push("simulator_stream", times, None, content=content, finish_reason=finish_reason)
 
     def body(
         self,
@@ -687,6 +712,10 @@ class OpenAITestServer:
             )
             if action.params.get("model") is not None:
                 model = action.params["model"]
+        elif action is not None and shape == "simulator_stream":
+            content, finish, usage = action.params["content"], action.params["finish_reason"], None
+            if body.get("stream"):
+                return h.send_simulator_sse(_simulator_events(content, finish))
         else:
             user = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
             content = "echo: " + (_text_of(user[-1].get("content")) if user else "")
@@ -778,6 +807,22 @@ class OpenAITestServer:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
         )
+
+
+def _simulator_events(content: str, finish_reason: str) -> list[dict[str, Any]]:
+    """The chunks aoai-api-simulator streams for ``content`` (its ``send_words``)."""
+    safe = {"filtered": False, "severity": "safe"}
+    filters = {"hate": safe, "self_harm": safe, "sexual": safe, "violence": safe}
+    words, events, role = content.split(" "), [], "assistant"
+    for i, word in enumerate([*words, None]):
+        delta = {"content": None if word is None else (" " if i else "") + word, "function_call": None,
+                 "role": role, "tool_calls": None, "finish_reason": finish_reason if word is None else None,
+                 "index": 0, "logprobs": None, "content_filter_results": filters}
+        events.append({"id": f"chatcmpl-sim{i:04d}", "object": "chat.completion.chunk",
+                       "created": int(time.time()), "model_name": "gpt-35-turbo",
+                       "system_fingerprint": None, "choices": [{"delta": delta}]})
+        role = None
+    return events
 
 
 def _reshape(choices: list[dict[str, Any]], shape: str | None, key: str) -> None:

@@ -204,8 +204,9 @@ class OpenAIClient:
             gate.succeeded(response)
             completion = Completion(p.public, response, time.perf_counter() - p.started, False,
                                     p.api_type)
-        finally:
-            budget.settle(reserved, None if completion is None else completion.paid)
+        finally:  # an answer whose cost is unknown (no usage) counts as the worst case reserved
+            paid = None if completion is None else completion.paid
+            budget.settle(reserved, reserved if completion is not None and paid is None else paid)
         return completion
 
     # -- embeddings -----------------------------------------------------------------------------
