@@ -96,6 +96,7 @@ SCHEMA: dict[str, Callable[[str], Any]] = {
     "cache_dir": _text,
     "base_url": _text,
     "api_key": _text,
+    "compatible_api_key": _text,
     "azure_endpoint": _text,
     "azure_api_key": _text,
     "azure_api_version": _text,
@@ -129,7 +130,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
 TRUSTED_HOSTS_VAR = "LLMKIT_TRUSTED_HOSTS"
 """Comma-separated hosts that may receive keys although only ./config.ini names them."""
 
-SECRET_KEYS = frozenset({"api_key", "azure_api_key"})
+SECRET_KEYS = frozenset({"api_key", "azure_api_key", "compatible_api_key"})
 """Keys whose values are never shown, logged or cached."""
 
 SECRET_NAME = re.compile(r"key|secret|password|token$|authorization|headers", re.IGNORECASE)
