@@ -36,14 +36,13 @@ class CompatibleClient(OpenAIClient):
         litellm = "No connected db" in str(error.args[0])
         if not (error.status == 401 or (error.status == 400 and (litellm or not has_key))):
             return None
-        how = ("set COMPATIBLE_API_KEY to the server's key, as the environment variable "
-               "LLMKIT_COMPATIBLE_API_KEY (or CompatibleClient(api_key=...) in code)")
+        how = ("set COMPATIBLE_API_KEY to its key: the environment variable "
+               "LLMKIT_COMPATIBLE_API_KEY, or CompatibleClient(api_key=...) in code")
         if error.status == 401:
             sent = "rejected the key sent" if has_key else "wants a key, and none was sent"
-            return f"the compatible server (BASE_URL) {sent}: {how}"
+            return f"the compatible server (BASE_URL) {sent}; {how}"
         if has_key:
-            return (f"a LiteLLM proxy answers a wrong key with 400 'No connected db.': check "
-                    f"COMPATIBLE_API_KEY ({how[4:]})")
+            return f"a LiteLLM proxy answers a wrong key with 400 'No connected db.'; {how}"
         return (f"no key was sent; if the compatible server needs one (a LiteLLM proxy answers a "
                 f"missing key with 400 'No connected db.'), {how}")
 
@@ -70,5 +69,5 @@ class CompatibleClient(OpenAIClient):
 
     def _new_sdk_client(self, s: Mapping[str, Any]) -> Any:
         import openai
-        return openai.OpenAI(api_key=s.get("compatible_api_key") or "not-needed", base_url=self.endpoint(s),
-                             max_retries=0)
+        return openai.OpenAI(api_key=s.get("compatible_api_key") or "not-needed",
+                             base_url=self.endpoint(s), max_retries=0)
