@@ -29,6 +29,7 @@ def openai_server(openai_server_session: OpenAITestServer) -> OpenAITestServer:
     server.latency = 0.0
     server.rate_limit_rps = None
     server.required_api_key = None
+    server.key_error = "openai"
     server.reset()
     return server
 

@@ -6,9 +6,10 @@ Stdlib only. Serves ``/v1/chat/completions`` (JSON and SSE streaming),
 
 Scripted behaviours (each consumed once per matching request, FIFO, with
 ``times=`` and ``path_contains=``): ``reply``, ``reply_tool_calls``,
-``surrogate_text``, ``null_message`` and ``no_message`` shape chat answers
-(only chat requests consume them); ``fail``, ``delay``, ``drop``, ``malformed``, ``body``,
-``echo_key``, ``cut_stream`` and ``trickle`` apply to any path.
+``surrogate_text``, ``null_message``, ``no_message`` and ``simulator_stream`` shape chat
+answers (only chat requests consume them); ``fail``, ``delay``, ``hang``, ``drop``, ``malformed``,
+``body``, ``echo_key``, ``cut_stream`` and ``trickle`` apply to any path. ``require_key`` makes
+the server check keys as a compatible gateway does (401, or LiteLLM's 400).
 
 Run ``python -m tests.openai_server`` to serve until killed; it prints
 ``OPENAI_BASE_URL=...`` on its first line.
@@ -22,6 +23,8 @@ import hashlib
 import json
 import math
 import re
+import select
+import socket
 import struct
 import sys
 import threading
@@ -50,7 +53,7 @@ class RecordedRequest:
     time: float
 
 
-_CHAT_KINDS = frozenset({"reply", "tool_calls", "null_message", "no_message"})
+_CHAT_KINDS = frozenset({"reply", "tool_calls", "null_message", "no_message", "simulator_stream"})
 
 
 @dataclass
@@ -204,6 +207,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
 
+    def send_simulator_sse(self, events: list[Any]) -> None:
+        """Stream as Microsoft's Azure OpenAI API simulator does: ``data: {...}\\n`` then ``\\n`` per
+        event, chunked, ending with a bare ``[DONE]`` (no ``data:``, no newline)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for event in events:
+            self.wfile.write(_chunk(f"data: {json.dumps(event)}\n".encode()))
+            self.wfile.write(_chunk(b"\n"))
+            self.wfile.flush()
+        self.wfile.write(_chunk(b"[DONE]"))
+        self.wfile.write(b"0\r\n\r\n")
+
     def _send_headers(self, status: int, content_type: str, headers: dict[str, str] | None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -268,7 +285,9 @@ class OpenAITestServer:
     Knobs (constructor arguments and attributes): ``latency`` seconds slept before
     every answer; ``rate_limit_rps`` accepted requests per sliding second, beyond
     which requests get 429 ``rate_limit_exceeded``; ``required_api_key`` checked
-    against ``Authorization: Bearer`` / ``api-key``.
+    against ``Authorization: Bearer`` / ``api-key``, a wrong or missing one answered as
+    ``key_error`` says: ``"openai"`` (401 ``invalid_api_key``) or ``"litellm"`` (400
+    ``No connected db.``, what LiteLLM's proxy with a master key and no database answers).
     """
 
     def __init__(
@@ -283,9 +302,12 @@ class OpenAITestServer:
         self.latency = latency
         self.rate_limit_rps = rate_limit_rps
         self.required_api_key = required_api_key
+        self.key_error = "openai"
         self.requests: list[RecordedRequest] = []
         self.rejected = 0
         self.peak_concurrency = 0
+        self.abandoned = 0  # `hang` requests whose client closed the connection
+        self.abandoned_event = threading.Event()  # set when one is
         self._in_flight = 0
         self._queue: list[_Action] = []
         self._window: deque[float] = deque()
@@ -353,6 +375,8 @@ class OpenAITestServer:
             self._window.clear()
             self.rejected = 0
             self.peak_concurrency = 0
+            self.abandoned = 0
+            self.abandoned_event = threading.Event()
             self._call_ids = 0
 
     # -- scripting -------------------------------------------------------------
@@ -428,6 +452,17 @@ class OpenAITestServer:
         Only chat requests consume it.
         """
         self._push("no_message", times, path_contains)
+
+    def simulator_stream(
+        self, content: str = "Lorem ipsum dolor sit", *, finish_reason: str = "length", times: int = 1
+    ) -> None:
+        """Next streamed chat answer(s) come as Microsoft's Azure OpenAI API simulator sends them
+        (aoai-api-simulator, generator mode): ``index`` and ``finish_reason`` inside ``delta``
+        (the choice has neither), ``model_name`` instead of ``model``, null ``role`` /
+        ``tool_calls`` after the first chunk, no usage chunk even when asked for, and a bare
+        ``[DONE]`` line. A request without ``stream`` gets the simulator's plain answer.
+        """
+        self._push("simulator_stream", times, None, content=content, finish_reason=finish_reason)
 
     def body(
         self,
@@ -523,6 +558,13 @@ class OpenAITestServer:
         """Next request(s) are answered normally after sleeping ``seconds``."""
         self._push("delay", times, path_contains, seconds=seconds)
 
+    def hang(self, seconds: float = 60.0, *, times: int = 1, path_contains: str | None = None) -> None:
+        """Next request(s) get no answer for ``seconds`` (then a normal one), like a model still
+        generating. A client that gives up and closes the connection is noticed at once, as
+        llama.cpp notices it and stops generating: ``abandoned`` counts such requests and
+        ``abandoned_event`` is set (cleared by ``reset()``)."""
+        self._push("hang", times, path_contains, seconds=seconds)
+
     def drop(self, *, times: int = 1, path_contains: str | None = None) -> None:
         """Next request(s) see the connection closed without any response."""
         self._push("drop", times, path_contains)
@@ -580,7 +622,9 @@ class OpenAITestServer:
         wake: threading.Event,
     ) -> None:
         kind = action.kind if action is not None else None
-        if not self._authorized(record.headers):
+        if not self._authorized(record.headers) and self.key_error == "litellm":
+            h.send_json(400, error_body(400, "No connected db.", type="no_db_connection", code="400"))
+        elif not self._authorized(record.headers):
             h.send_json(401, error_body(401, "Incorrect API key provided.", code="invalid_api_key"))
         elif retry_in is not None:
             msg = "Rate limit reached for requests (simulated)."
@@ -598,6 +642,8 @@ class OpenAITestServer:
             h.send_json(action.params["status"], action.params["body"], action.params["headers"])
         elif kind == "drop":
             h.close_connection = True
+        elif action is not None and kind == "hang" and self._abandoned(h, action.params["seconds"], wake):
+            h.close_connection = True
         elif kind == "malformed":
             h.send_raw(200, b'{"id": "broken", "object": <not json', "application/json")
         elif action is not None and kind == "body":
@@ -614,6 +660,25 @@ class OpenAITestServer:
             if action is not None and kind in ("cut_stream", "trickle"):
                 h.delivery = _Delivery(kind, action.params, wake)
             self._route(h, record, action if kind in _CHAT_KINDS else None)
+
+    def _abandoned(self, h: _Handler, seconds: float, wake: threading.Event) -> bool:
+        """Wait up to ``seconds`` without answering; True (and counted) if the client hung up."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0 and not wake.is_set():
+            readable, _, _ = select.select([h.connection], [], [], min(0.05, remaining))
+            if not readable:
+                continue
+            try:
+                closed = h.connection.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                closed = True
+            if closed:
+                with self._lock:
+                    self.abandoned += 1
+                    self.abandoned_event.set()
+                return True
+            wake.wait(0.05)  # bytes of a next request: not a hang-up
+        return False
 
     def _rate_limited(self, now: float) -> float | None:
         """Seconds until a slot frees up if over the limit, else None (call with the lock held)."""
@@ -687,6 +752,10 @@ class OpenAITestServer:
             )
             if action.params.get("model") is not None:
                 model = action.params["model"]
+        elif action is not None and shape == "simulator_stream":
+            content, finish, usage = action.params["content"], action.params["finish_reason"], None
+            if body.get("stream"):
+                return h.send_simulator_sse(_simulator_events(content, finish))
         else:
             user = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
             content = "echo: " + (_text_of(user[-1].get("content")) if user else "")
@@ -778,6 +847,22 @@ class OpenAITestServer:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
         )
+
+
+def _simulator_events(content: str, finish_reason: str) -> list[dict[str, Any]]:
+    """The chunks aoai-api-simulator streams for ``content`` (its ``send_words``)."""
+    safe = {"filtered": False, "severity": "safe"}
+    filters = {"hate": safe, "self_harm": safe, "sexual": safe, "violence": safe}
+    words, events, role = content.split(" "), [], "assistant"
+    for i, word in enumerate([*words, None]):
+        delta = {"content": None if word is None else (" " if i else "") + word, "function_call": None,
+                 "role": role, "tool_calls": None, "finish_reason": finish_reason if word is None else None,
+                 "index": 0, "logprobs": None, "content_filter_results": filters}
+        events.append({"id": f"chatcmpl-sim{i:04d}", "object": "chat.completion.chunk",
+                       "created": int(time.time()), "model_name": "gpt-35-turbo",
+                       "system_fingerprint": None, "choices": [{"delta": delta}]})
+        role = None
+    return events
 
 
 def _reshape(choices: list[dict[str, Any]], shape: str | None, key: str) -> None:

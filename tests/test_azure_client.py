@@ -57,3 +57,28 @@ def test_no_key_and_no_azure_identity(azure: OpenAITestServer, monkeypatch: pyte
     with pytest.raises(AuthenticationError, match=r"pip install 'llmkit\[azure\]'"):
         AzureClient().send_message(HELLO, model="d")
     assert azure.requests == []
+
+
+def test_the_azure_simulators_stream_is_read_whole(azure: OpenAITestServer) -> None:
+    """aoai-api-simulator streams with finish_reason inside delta and no usage chunk."""
+    azure.simulator_stream("Lorem ipsum dolor sit", finish_reason="length")
+    pieces: list[str] = []
+    completion = AzureClient().complete(HELLO, model="gpt-4o-mini", stream=True,
+                                        on_delta=pieces.append)
+    assert completion.text == "Lorem ipsum dolor sit" and "".join(pieces) == completion.text
+    assert completion.finish_reason == "length" and completion.usage == {} and completion.cost is None
+    assert len(azure.requests) == 1  # not retried as a cut stream
+    assert AzureClient().complete(HELLO, model="gpt-4o-mini", stream=True).text == completion.text
+    assert len(azure.requests) == 1  # whole, so cached
+
+
+def test_a_streamed_answer_of_unknown_cost_counts_as_its_reservation(azure: OpenAITestServer) -> None:
+    """Money fails closed: no usage means the worst case reserved is counted as spent."""
+    import llmkit
+    from llmkit.clients import budget
+    llmkit.force_default_value("budget_usd", 1.0)
+    azure.simulator_stream("Lorem ipsum")
+    prepared = AzureClient().prepare(HELLO, model="gpt-4o-mini", stream=True)
+    worst = budget.estimate(prepared)
+    AzureClient().execute(prepared)
+    assert worst is not None and worst > 0 and budget.spent() == pytest.approx(worst)

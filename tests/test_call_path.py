@@ -129,6 +129,29 @@ def test_no_default_sampling_values_are_sent(llm: OpenAITestServer) -> None:
     assert set(body) == {"model", "messages", "max_tokens"}  # the server's own defaults apply
 
 
+@pytest.mark.parametrize("api_type", ["openai", "azure"])
+def test_more_than_four_stop_sequences_are_refused_before_sending(
+        llm: OpenAITestServer, monkeypatch: pytest.MonkeyPatch, api_type: str) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", llm.url)
+    monkeypatch.setenv("AZURE_OPENAI_KEY", "azure-key-1234")
+    llmkit.force_api_type(api_type)
+    five = ["a", "b", "c", "d", "e"]
+    with pytest.raises(ConfigError, match=rf"stop has 5 sequences; the {api_type} api type takes a "
+                                          r"string or 1 to 4 strings"):
+        llmkit.client().send_message([{"role": "user", "content": "x"}], stop=five)
+    with pytest.raises(ConfigError, match=r"stop=\[\] is not valid"):
+        LLMCall("s", "u", stop=[]).run()
+    assert llm.requests == []
+    llmkit.client().send_message([{"role": "user", "content": "x"}], stop=five[:4])
+    assert llm.requests[-1].body["stop"] == five[:4]
+
+
+def test_a_compatible_server_gets_any_number_of_stop_sequences(llm: OpenAITestServer) -> None:
+    compatible = llmkit.CompatibleClient(base_url=llm.base_url)
+    compatible.send_message([{"role": "user", "content": "x"}], stop=list("abcdef"))
+    assert llm.requests[-1].body["stop"] == list("abcdef")
+
+
 def test_gpt5_prompt_over_its_input_limit_is_refused_before_sending(llm: OpenAITestServer) -> None:
     prompt = [{"role": "user", "content": "hello " * 300_000}]  # about 300,000 tokens
     with pytest.raises(ContextLengthError, match=r"272,000 input tokens 'gpt-5'"):

@@ -115,6 +115,19 @@ def test_timeout_is_a_deadline_for_the_whole_attempt(llm: OpenAITestServer) -> N
     assert len(llm.requests) == 1
 
 
+
+def test_a_timeout_on_a_remote_api_is_retried_and_each_abandoned_attempt_is_closed(
+        llm: OpenAITestServer) -> None:
+    llm.hang(60)  # the first attempt gets no answer in time
+    answer = OpenAIClient().complete(HELLO, timeout=0.5, max_attempts=2)
+    assert answer.text == "echo: hello" and len(llm.requests) == 2
+    assert llm.abandoned_event.wait(10) and llm.abandoned == 1  # its connection was closed
+    llm.hang(60, times=2)
+    with pytest.raises(TransportError, match=r"no answer within TIMEOUT") as info:
+        OpenAIClient().complete(HELLO, timeout=0.5, max_attempts=2, cache=False)
+    assert info.value.code == "timeout" and info.value.attempts == 2
+
+
 # -- keys ----------------------------------------------------------------------------------------
 
 def test_an_echoed_key_reaches_no_message_and_no_chained_cause(llm: OpenAITestServer) -> None:

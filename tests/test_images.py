@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -223,3 +225,19 @@ def test_image_is_a_value() -> None:
     a, b = image(png(2, 2)), image(png(2, 2))
     assert a == b and hash(a) == hash(b) and a != image(png(2, 2), detail="low")
     assert isinstance(a, Image) and not a.remote
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/urandom"])
+def test_a_device_is_refused_without_reading_it(path: str) -> None:
+    with pytest.raises(ConfigError, match=rf"image file '{path}' is not a regular file \(a device"):
+        image(path)
+
+
+def test_a_fifo_or_folder_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # no writer: a blocking open would wait forever
+    with pytest.raises(ConfigError, match=r"pipe\.png' is not a regular file"):
+        image(fifo)
+    with pytest.raises(ConfigError, match=rf"'{re.escape(str(tmp_path))}' is a folder"):
+        image(tmp_path)
+

@@ -21,11 +21,14 @@ import pytest
 
 import llmkit
 from llmkit import LLMCall
-from llmkit.base.errors import AuthenticationError, ConfigError, ContextLengthError
+from llmkit.base import config
+from llmkit.base.errors import AuthenticationError, ConfigError, ContextLengthError, TransportError
 from llmkit.clients import local
 from llmkit.clients.compatible import CompatibleClient
 from llmkit.clients.local import LocalClient
 from tests.conftest import SECRET
+from tests.openai_server import OpenAITestServer
+from tests.test_images import png
 
 SEED = 1234
 ALIAS = "smollm2-135m-instruct"
@@ -54,6 +57,22 @@ def client() -> LocalClient:
     chosen = llmkit.client()
     assert isinstance(chosen, LocalClient)
     return chosen
+
+
+class LocalAtTestServer(LocalClient):
+    """The local api type (its settings, retry policy, checks and advice) talking to the test
+    server instead of llama.cpp: its ``hang`` notices a closed connection, as llama.cpp does."""
+
+    def __init__(self, url: str, **overrides: Any) -> None:
+        super().__init__(**overrides)
+        self.url = url
+
+    def _sdk(self, s: config.Settings) -> Any:
+        import openai
+        return openai.OpenAI(base_url=self.url, api_key="local", max_retries=0)
+
+
+HELLO = [{"role": "user", "content": "hi"}]
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -242,3 +261,56 @@ def test_llm_magics_stream_into_the_display(ip: Any) -> None:
     again = LLMCall("You are a helpful assistant.", "What is the capital of France? Answer in one word.",
                     temperature=0, max_tokens=24).call()
     assert again.cached and again == answer  # the same request through the same client and cache
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_local_timeout_is_not_retried_and_the_abandoned_request_is_cancelled(
+        openai_server: OpenAITestServer, stream: bool) -> None:
+    openai_server.hang(60, times=5)  # a generation that would outlast TIMEOUT
+    with pytest.raises(TransportError) as info:
+        LocalAtTestServer(openai_server.base_url).complete(HELLO, timeout=0.5, stream=stream)
+    assert openai_server.abandoned_event.wait(10)  # its connection was closed: llama.cpp stops
+    assert info.value.attempts == 1 and len(openai_server.requests) == 1
+    message = str(info.value)
+    assert "the local model was stopped after TIMEOUT = 0.5 s, and not asked again" in message
+    assert "(max_tokens=256 now: pass a smaller max_tokens, or %%llm --max-tokens 100 in a cell)" \
+        in message and "(stream=True, %%llm --stream), or raise TIMEOUT" in message
+
+
+def test_local_defaults_fit_the_bundled_model_and_values_the_user_sets_win(
+        openai_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    client = LocalAtTestServer(openai_server.base_url)
+    client.complete(HELLO)
+    sent = openai_server.requests[-1].body
+    assert (sent["temperature"], sent["max_tokens"]) == (0.0, 256)
+    assert client.prepare(HELLO).timeout == local.LOCAL_DEFAULTS["timeout"] == 120
+    openai = llmkit.OpenAIClient().prepare(HELLO)  # other api types keep the package's defaults
+    assert "temperature" not in openai.request and openai.request["max_tokens"] == 1024
+    assert openai.timeout == 60
+    monkeypatch.setenv("LLMKIT_MAX_TOKENS", "1024")  # the package's own value, set by the user
+    (tmp_path / "config.ini").write_text("[OpenAI]\nTIMEOUT=30\n")
+    llmkit.force_default_value("temperature", 0.7)
+    chosen = client.prepare(HELLO)
+    assert (chosen.request["max_tokens"], chosen.request["temperature"], chosen.timeout) == (1024, 0.7, 30)
+    given = client.prepare(HELLO, max_tokens=10, temperature=0.2, timeout=5)
+    assert (given.request["max_tokens"], given.request["temperature"], given.timeout) == (10, 0.2, 5)
+    assert LocalAtTestServer(openai_server.base_url, max_tokens=64).prepare(HELLO).request["max_tokens"] == 64
+
+
+def test_an_image_for_the_local_model_is_refused_before_sending(openai_server: OpenAITestServer) -> None:
+    picture = [{"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                             llmkit.image(png(8, 8)).part()]}]
+    with pytest.raises(ConfigError, match=r"messages\[0\] holds an image, but the local api type's "
+                                          r"model 'smollm2-135m-instruct' cannot see images, so "
+                                          r"nothing was sent\. .* %llm_api openai"):
+        LocalAtTestServer(openai_server.base_url).complete(picture)
+    assert openai_server.requests == []
+
+
+def test_a_timeout_on_the_real_model_is_one_attempt_and_the_server_carries_on(client: LocalClient) -> None:
+    story = [{"role": "user", "content": "Write a very long story about the sea."}]
+    with pytest.raises(TransportError, match=r"stopped after TIMEOUT = 1 s, and not asked again") as info:
+        client.complete(story, max_tokens=2000, timeout=1, cache=False, extra_body={"ignore_eos": True})
+    assert info.value.attempts == 1
+    six = ["\n\n", "###", "User:", "</s>", "Question:", "Q:"]  # llama.cpp takes more than 4
+    assert "Paris" in client.complete(CAPITAL, seed=SEED, stop=six, cache=False).text

@@ -301,6 +301,18 @@ def test_llm_config_shows_hides_and_sets(ip: InteractiveShell, llm: OpenAITestSe
     assert llm.requests[-1].body["temperature"] == 0.3
 
 
+def test_llm_config_says_which_key_goes_to_a_new_endpoint(
+        ip: InteractiveShell, llm: OpenAITestServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run(ip, f"%llm_config base_url {llm.base_url}")[0].stdout.startswith(
+        f"note: calls now send your API_KEY to {llm.base_url}\n")
+    monkeypatch.setenv("LLMKIT_COMPATIBLE_API_KEY", "gateway-key-1234")
+    run(ip, "%llm_api compatible")
+    out = run(ip, f"%llm_config base_url {llm.base_url}")[0].stdout
+    assert out == (f"note: calls now send your COMPATIBLE_API_KEY to {llm.base_url}\n"
+                   f"BASE_URL = {llm.base_url}\n")
+    assert "gateway-key-1234" not in run(ip, "%llm_config")[0].stdout
+
+
 @pytest.mark.parametrize(("line", "expected"), [
     ("%llm_config temperature 5",
      "ConfigError: %llm_config: TEMPERATURE = '5' is not valid; expected a number from 0 to 2 (or empty)"),

@@ -658,3 +658,35 @@ def test_surrogate_text_is_escaped_in_json(openai_server: OpenAITestServer, clie
     openai_server.surrogate_text("x \udfff")
     streamed = "".join(c.choices[0].delta.content or "" for c in chat(client, stream=True))
     assert streamed == "x \udfff"
+
+
+def test_required_api_key_answered_as_litellm_does(openai_server: OpenAITestServer,
+                                                   client: openai.OpenAI) -> None:
+    openai_server.required_api_key, openai_server.key_error = "master", "litellm"
+    with pytest.raises(openai.BadRequestError) as info:
+        chat(client)
+    assert info.value.status_code == 400 and info.value.body == {
+        "message": "No connected db.", "type": "no_db_connection", "param": None, "code": "400"}
+
+
+def test_hang_notices_a_client_that_hangs_up(openai_server: OpenAITestServer) -> None:
+    openai_server.hang(60)
+    body = json.dumps({"model": "m", "messages": USER}).encode()
+    with socket.create_connection(("127.0.0.1", openai_server.port)) as raw:
+        raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        while not openai_server.requests:  # the request is in the handler before we hang up
+            raw.settimeout(0.01)
+            with pytest.raises(TimeoutError):
+                raw.recv(1)
+    assert openai_server.abandoned_event.wait(10) and openai_server.abandoned == 1
+    openai_server.hang(0.05)  # a client that waits gets its answer
+    assert chat(openai.OpenAI(base_url=openai_server.base_url, api_key="t", max_retries=0)).choices
+
+
+def test_simulator_stream_reads_with_the_sdk(openai_server: OpenAITestServer, client: openai.OpenAI) -> None:
+    openai_server.simulator_stream("Lorem ipsum dolor", finish_reason="stop")
+    chunks = list(chat(client, stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Lorem ipsum dolor"
+    assert [getattr(c.choices[0].delta, "finish_reason", None) for c in chunks][-1] == "stop"
+    assert all(c.choices[0].finish_reason is None and c.usage is None for c in chunks)

@@ -360,3 +360,46 @@ def test_importing_the_module_leaves_pydantic_out() -> None:
             "o.output_type(int); print('pydantic' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+class Tree(BaseModel):
+    name: str
+    children: list[Tree] = []
+
+
+@pytest.mark.parametrize("spec", [list, dict, int, Tree])
+@pytest.mark.parametrize("depth", [101, 5_000, 200_000])
+def test_a_deeply_nested_answer_is_an_output_type_error(spec: Any, depth: int) -> None:
+    typed = cast(OutputType, output_type(spec))
+    for text in ('{"value": ' + "[" * depth + "]" * depth + "}", '{"a": ' * depth + "1" + "}" * depth,
+                 "Here it is: " + "[" * depth):
+        with pytest.raises(OutputTypeError, match=r"nested more than 100 levels deep") as info:
+            typed.parse(text)
+        assert info.value.text == text
+
+
+def test_nesting_up_to_the_limit_parses_and_brackets_in_strings_do_not_count() -> None:
+    tree = cast(OutputType, output_type(Tree))
+    deep = '{"name": "n", "children": [' * 49 + '{"name": "leaf"}' + "]}" * 49  # 99 levels
+    value = tree.parse(deep)
+    for _ in range(49):
+        value = value.children[0]
+    assert value == Tree(name="leaf")
+    brackets = "[{" * 300
+    assert cast(OutputType, output_type(list)).parse(f'{{"value": ["{brackets}"]}}') == [brackets]
+
+
+def test_a_deep_answer_near_the_stack_limit_is_still_an_output_type_error() -> None:
+    """The depth scan keeps decoding shallow, but a caller deep in its own stack can still meet
+    the recursion limit: that too is an OutputTypeError, never a bare RecursionError."""
+    typed = cast(OutputType, output_type(list))
+    text = '{"value": ' + "[" * 90 + "]" * 90 + "}"
+
+    def nested(levels: int) -> Any:
+        return typed.parse(text) if levels == 0 else nested(levels - 1)
+
+    frames, frame = 0, sys._getframe()
+    while frame is not None:
+        frames, frame = frames + 1, frame.f_back
+    with pytest.raises(OutputTypeError, match=r"nested too deeply to read"):
+        nested(sys.getrecursionlimit() - frames - 40)  # 40 frames left: fewer than 90 levels need

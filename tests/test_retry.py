@@ -11,8 +11,9 @@ from llmkit.base.errors import (
     InvalidRequestError,
     RateLimitError,
     ServerError,
+    TransportError,
 )
-from llmkit.clients.retry import RetryPolicy, retry_after_seconds
+from llmkit.clients.retry import TIMEOUT_CODE, RetryPolicy, retry_after_seconds
 
 
 def test_delay_grows_exponentially_with_jitter_and_cap() -> None:
@@ -77,3 +78,22 @@ def test_quota_and_invalid_requests_are_not_retried() -> None:
     with pytest.raises(InvalidRequestError):
         RetryPolicy().run(invalid, sleep=lambda s: None)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize(("retry_timeouts", "attempts"), [(True, 3), (False, 1)])
+def test_a_policy_without_retry_timeouts_stops_at_the_first_timeout(retry_timeouts: bool,
+                                                                    attempts: int) -> None:
+    calls: list[str] = []
+
+    def attempt(code: str | None) -> str:
+        calls.append("sent")
+        raise TransportError("slow", code=code)
+
+    policy = RetryPolicy(max_attempts=3, retry_timeouts=retry_timeouts)
+    with pytest.raises(TransportError) as info:
+        policy.run(lambda: attempt(TIMEOUT_CODE), sleep=lambda s: None)
+    assert info.value.attempts == len(calls) == attempts
+    calls.clear()
+    with pytest.raises(TransportError):  # a refused connection is retried either way
+        policy.run(lambda: attempt(None), sleep=lambda s: None)
+    assert len(calls) == 3

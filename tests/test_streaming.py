@@ -48,3 +48,21 @@ def test_tool_call_fragments_are_joined() -> None:
 def test_a_stream_without_choices_is_malformed() -> None:
     with pytest.raises(ServerError, match="no choices"):
         collect_stream([Chunk({"id": "x", "choices": []})], None)
+
+
+def test_a_finish_reason_inside_the_delta_ends_the_answer() -> None:
+    """Microsoft's Azure OpenAI simulator: ``finish_reason`` (and ``index``) inside ``delta``."""
+    chunks = [Chunk({"choices": [{"delta": {"content": "Lorem", "role": "assistant", "index": 0,
+                                            "finish_reason": None, "tool_calls": None}}]}),
+              Chunk({"choices": [{"delta": {"content": None, "role": None, "finish_reason": "length"}}]})]
+    response = collect_stream(chunks, None)
+    assert response["choices"][0]["finish_reason"] == "length" and "usage" not in response
+    assert response["choices"][0]["message"] == {"role": "assistant", "content": "Lorem"}
+
+
+@pytest.mark.parametrize("where", ["choice", "delta"])
+def test_a_finish_reason_that_is_not_text_is_malformed(where: str) -> None:
+    part: dict[str, Any] = {"index": 0, "delta": {"content": "x"}}
+    (part if where == "choice" else part["delta"])["finish_reason"] = ["stop"]
+    with pytest.raises(ServerError, match="finish_reason that is not a string"):
+        collect_stream([Chunk({"choices": [part]})], None)

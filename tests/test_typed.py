@@ -42,6 +42,18 @@ def test_an_answer_that_does_not_validate_raises_and_is_not_cached(llm: OpenAITe
     assert len(llm.requests) == 2
 
 
+
+def test_a_deeply_nested_answer_raises_output_type_error_and_is_not_cached(llm: OpenAITestServer) -> None:
+    deep = '{"value": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    llm.reply(deep)
+    call = LLMCall("s", "u", output_type=list)
+    with pytest.raises(OutputTypeError, match=r"nested more than 100 levels deep") as info:
+        call.run()
+    assert info.value.text == deep
+    llm.reply('{"value": [1, 2]}')
+    assert call.run() == [1, 2]  # sent again: the deep answer was not cached
+    assert len(llm.requests) == 2
+
 @pytest.mark.parametrize(("spec", "reply", "expected"), [
     (int, '{"value": 42}', 42), (bool, '{"value": true}', True), (float, '{"value": 2.5}', 2.5),
     (list, '{"value": ["a", 1]}', ["a", 1]), (Literal["yes", "no"], '{"value": "no"}', "no"),

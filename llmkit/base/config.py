@@ -104,6 +104,7 @@ SCHEMA: dict[str, Callable[[str], Any]] = {
     "cache_dir": _text,
     "base_url": _text,
     "api_key": _text,
+    "compatible_api_key": _text,
     "azure_endpoint": _text,
     "azure_api_key": _text,
     "azure_api_version": _text,

@@ -20,6 +20,8 @@ import base64
 import binascii
 import html
 import math
+import os
+import stat
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -247,15 +249,32 @@ def _from_data_url(url: str, detail: str) -> Image:
 
 
 def _from_file(path: Path, detail: str) -> Image:
+    """Read a regular file of at most `MAX_BYTES`: a device (``/dev/zero``), a FIFO or a folder is
+    refused, and the read stops one byte past the limit, whatever the file claims its size is
+    (``/proc`` files say 0). Opened without blocking, so a FIFO cannot hang the call."""
+    where = f"image file {str(path)!r}"
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise ConfigError(f"image file {str(path)!r} is {size:,} bytes; images may be at most "
-                              f"20 MB ({MAX_BYTES:,} bytes)")
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
-        raise ConfigError(f"cannot read image file {str(path)!r}: {exc.strerror or exc}") from None
-    return _from_bytes(data, f"image file {str(path)!r}", detail, path.name)
+        raise ConfigError(f"cannot read {where}: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else \
+                "not a regular file (a device, FIFO or socket)"
+            raise ConfigError(f"{where} is {kind}; image() reads {_ACCEPTED} files")
+        if info.st_size > MAX_BYTES:
+            raise ConfigError(f"{where} is {info.st_size:,} bytes; images may be at most 20 MB "
+                              f"({MAX_BYTES:,} bytes)")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {where}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"{where} is over 20 MB ({MAX_BYTES:,} bytes), the most an image may be")
+    return _from_bytes(data, where, detail, path.name)
 
 
 def image(source: str | Path | bytes | bytearray | memoryview, *, detail: str = "auto") -> Image:

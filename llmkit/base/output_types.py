@@ -26,6 +26,10 @@ The schema follows OpenAI's Structured Outputs rules (guide, "Supported schemas"
   for strings, numbers, booleans or nulls (strict mode has no "any value").
 - OpenAI's size limits (properties, nesting depth, enum values) are left to the server to report.
 
+An answer nested more than `MAX_DEPTH` levels deep is refused before it is decoded (Python's JSON
+decoder, the cleaning below and pydantic all recurse, and would raise a bare `RecursionError`):
+OpenAI's Structured Outputs allow 10 levels of nesting, so a real answer is far from it.
+
 Parsing is lenient where a non-strict server may stray: a ```json fence, prose around the object,
 a bare value instead of ``{"value": ...}``, ``"30"`` for an int (pydantic's lax mode). It is not
 lenient where the answer would be wrong: ``true`` for a number is refused.
@@ -51,9 +55,11 @@ from typing import Any
 from .errors import OutputTypeError
 from .strict_schema import _OMIT, _json_type, _public, _refs, _Strict
 
-__all__ = ["OutputType", "output_type"]
+__all__ = ["MAX_DEPTH", "OutputType", "output_type"]
 
 _CACHE_SIZE = 256
+MAX_DEPTH = 100
+"""The deepest nesting of arrays and objects an answer may have."""
 _KINDS = "use int, float, bool, list, dict, a list of options, Literal[...] or a pydantic model"
 
 
@@ -87,6 +93,12 @@ class OutputType:
     def parse(self, text: str) -> Any:
         """The validated Python value of the answer ``text`` (a model instance for a model), or
         `OutputTypeError` carrying the raw ``text`` and what failed in ``detail``."""
+        try:
+            return self._parse(text)
+        except RecursionError:  # a backstop: `_load` refuses deep answers, but the stack may be deep
+            raise self._error(text, "it is nested too deeply to read", "RecursionError") from None
+
+    def _parse(self, text: str) -> Any:
         from pydantic import ValidationError
 
         data = _load(text, self)
@@ -213,6 +225,9 @@ def _load(text: str, typed: OutputType) -> Any:
     stripped = (text or "").strip()
     fenced = _FENCE.match(stripped)
     body = fenced.group(1).strip() if fenced else stripped
+    if _too_deep(body):
+        raise typed._error(text, f"it is nested more than {MAX_DEPTH} levels deep",
+                           f"arrays and objects nested more than MAX_DEPTH = {MAX_DEPTH} levels")
     try:
         return json.loads(body, parse_constant=_no_constant)
     except ValueError as exc:
@@ -227,6 +242,25 @@ def _load(text: str, typed: OutputType) -> Any:
         if body[:1] not in ("", "{", "[") and inner.get("type") in ("string", "boolean", "integer", "number"):
             return body
         raise typed._error(text, f"it is not JSON ({exc})", str(exc)) from None
+
+
+_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')  # a string (skipped whole) or a bracket
+
+
+def _too_deep(text: str) -> bool:
+    """Whether arrays/objects in ``text`` nest more than `MAX_DEPTH` deep (a scan, no recursion)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for match in _NESTING.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif token in "]}":
+            depth -= 1
+    return False
 
 
 def _no_constant(name: str) -> Any:

@@ -38,7 +38,7 @@ __all__ = [
 HIDDEN = "<hidden>"
 """What a hidden credential reads as, everywhere."""
 
-SECRET_KEYS = frozenset({"api_key", "azure_api_key"})
+SECRET_KEYS = frozenset({"api_key", "azure_api_key", "compatible_api_key"})
 """Configuration keys whose values are credentials: never shown, logged or cached."""
 
 CREDENTIAL_FIELDS = ("extra_headers", "extra_body")

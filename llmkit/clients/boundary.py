@@ -24,7 +24,7 @@ from ..base.errors import (
     TransportError,
 )
 from ..base.secrets import scrub
-from .retry import retry_after_seconds
+from .retry import TIMEOUT_CODE, retry_after_seconds
 
 __all__ = ["call", "read", "stream", "translate"]
 
@@ -74,7 +74,7 @@ def stream(open_stream: Callable[[], Any], secrets: Sequence[str],
 def _in_time(deadline: float) -> None:
     if time.monotonic() > deadline:
         raise TransportError("the answer did not arrive within TIMEOUT (a deadline for the whole "
-                             "attempt); raise TIMEOUT for long answers")
+                             "attempt); raise TIMEOUT for long answers", code=TIMEOUT_CODE)
 
 
 def _guarded(items: Iterable[T], secrets: Sequence[str]) -> Iterator[T]:
@@ -115,7 +115,8 @@ def translate(exc: BaseException, secrets: Sequence[str] = ()) -> CallError:
         return scrub(text, secrets)
 
     if isinstance(exc, openai.APITimeoutError):
-        return TransportError(f"the request timed out ({type(exc).__name__})")
+        return TransportError(f"the request timed out ({type(exc).__name__}): no answer within "
+                              f"TIMEOUT", code=TIMEOUT_CODE)
     if isinstance(exc, openai.APIConnectionError):
         return TransportError(clean(f"connection failed: {exc}"))
     if isinstance(exc, openai.APIStatusError):

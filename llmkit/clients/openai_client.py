@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..base import config
-from ..base.errors import AuthenticationError, InvalidRequestError, LLMKitWarning
+from ..base.errors import AuthenticationError, CallError, InvalidRequestError, LLMKitWarning
 from ..base.models import cost
 from ..base.result import Completion
 from ..base.secrets import SECRET_KEYS
@@ -45,6 +45,9 @@ class OpenAIClient:
 
     api_type = "openai"
     structured_outputs = True  # honours response_format with a strict JSON schema
+    max_stop: int | None = 4  # OpenAI's spec: stop is a string or 1-4 strings (None: not known)
+    retry_timeouts = True  # an attempt that ran past TIMEOUT is sent again (see RetryPolicy)
+    vision = True  # takes image parts in messages (False: refused before sending)
     endpoint_key, secret_key = "base_url", "api_key"  # where requests go, and the key they carry
 
     def __init__(self, **overrides: Any) -> None:
@@ -87,7 +90,7 @@ class OpenAIClient:
     def _sdk(self, s: config.Settings) -> Any:
         s.check_key_destination(self.endpoint_key, self.secret_key)
         identity = (type(self), self.endpoint(s), s.get("azure_api_version"),
-                    s.get("api_key"), s.get("azure_api_key"))
+                    s.get("api_key"), s.get("azure_api_key"), s.get(self.secret_key))
         with _lock:
             sdk = _sdk_clients.get(identity)
         if sdk is None:
@@ -95,6 +98,12 @@ class OpenAIClient:
             with _lock:
                 sdk = _sdk_clients.setdefault(identity, sdk)
         return sdk
+
+    def advice(self, error: CallError, p: Prepared) -> str | None:
+        """What the user should change, added to the message of ``error`` from a call that failed
+        (None: nothing to add). Clients that know their server say more (the local model's
+        timeouts, a compatible server's key); never a secret."""
+        return None
 
     # -- chat -----------------------------------------------------------------------------------
 
@@ -200,12 +209,17 @@ class OpenAIClient:
                     gate.failed(exc)
                     raise
 
-            response = p.policy.run(attempt)
+            try:
+                response = p.policy.run(attempt)
+            except CallError as exc:
+                _advise(exc, self.advice(exc, p))
+                raise
             gate.succeeded(response)
             completion = Completion(p.public, response, time.perf_counter() - p.started, False,
                                     p.api_type)
-        finally:
-            budget.settle(reserved, None if completion is None else completion.paid)
+        finally:  # an answer whose cost is unknown (no usage) counts as the worst case reserved
+            paid = None if completion is None else completion.paid
+            budget.settle(reserved, reserved if completion is not None and paid is None else paid)
         return completion
 
     # -- embeddings -----------------------------------------------------------------------------
@@ -262,7 +276,11 @@ class OpenAIClient:
                 answers.embedding_vectors(answer, len(batch))
                 return answer
 
-            data = whole.policy.run(attempt)
+            try:
+                data = whole.policy.run(attempt)
+            except CallError as exc:
+                _advise(exc, self.advice(exc, whole))
+                raise
         finally:
             budget.settle(reserved, None if data is None else
                           cost(str(whole.request["model"]), data.get("usage")))
@@ -270,3 +288,9 @@ class OpenAIClient:
             found[i] = {"embedding": vector}
             store.keep(prepared[i], found[i])
         return data.get("usage")
+
+
+def _advise(error: CallError, advice: str | None) -> None:
+    """Add ``advice`` to ``error``'s message (its type, status and attempts stay as they are)."""
+    if advice:
+        error.args = (f"{error.args[0]}; {advice}", *error.args[1:])

@@ -25,8 +25,8 @@ from ..base.secrets import public_request, request_secrets
 from . import params as vocabulary
 from .retry import RetryPolicy
 
-__all__ = ["SAMPLING", "Prepared", "default_cache_dir", "history_path", "prepare_chat",
-           "prepare_embeddings"]
+__all__ = ["SAMPLING", "Prepared", "check_no_images", "check_stop", "default_cache_dir", "history_path",
+           "prepare_chat", "prepare_embeddings"]
 
 SAMPLING = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
 
@@ -80,7 +80,8 @@ def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
         waiting_time=_given(options.get("waiting_time"), s["waiting_time"]),
         exponential_backoff_factor=options.get("exponential_backoff_factor")
         or s["exponential_backoff_factor"],
-        max_waiting_time=s["max_waiting_time"], max_retry_after=s["max_retry_after"])
+        max_waiting_time=s["max_waiting_time"], max_retry_after=s["max_retry_after"],
+        retry_timeouts=getattr(client, "retry_timeouts", True))
     cache_dir = s["cache_dir"] or _default_cache_dir(os.environ.get("XDG_CACHE_HOME"),
                                                      os.environ.get("HOME"))
     return Prepared(kind, client.api_type, endpoint, request, public, key, use_cache, cache_dir,
@@ -130,6 +131,8 @@ def prepare_chat(client: Any, s: Settings, messages: Any, params: Mapping[str, A
         raise ConfigError("no model: pass model=... or set MODEL in config.ini")
     info = model_info(model)
     request: dict[str, Any] = {"model": model, "messages": checked_messages(messages)}
+    if not getattr(client, "vision", True):
+        check_no_images(request["messages"], client.api_type, model)
     for key in SAMPLING:  # configured sampling values are not sent to reasoning models
         value = api.pop(key, None)
         if value is None and not info.reasoning:
@@ -147,6 +150,7 @@ def prepare_chat(client: Any, s: Settings, messages: Any, params: Mapping[str, A
         request["max_completion_tokens" if info.reasoning else "max_tokens"] = limit
     if api.get("n") == 1:
         del api["n"]
+    check_stop(api.get("stop"), getattr(client, "max_stop", None), client.api_type)
     request.update(api)
     check_limits(request)
     return _common(client, s, "chat", request, options, stream=stream, cache=cache)
@@ -206,6 +210,33 @@ def check_text(value: Any, where: str) -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             check_text(item, f"{where}[{index}]")
+
+
+def check_no_images(messages: Sequence[Mapping[str, Any]], api_type: str, model: str) -> None:
+    """Raise `ConfigError` for an image part sent to a model without vision (llama.cpp without a
+    vision projector answers it with HTTP 500, which would be retried in vain)."""
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        if isinstance(content, list) and any(part.get("type") in ("image_url", "input_image")
+                                             for part in content):
+            raise ConfigError(
+                f"messages[{i}] holds an image, but the {api_type} api type's model {model!r} cannot "
+                f"see images, so nothing was sent. Describe the image in words, or send it to a "
+                f"vision model: %llm_api openai (in code, llmkit.force_api_type('openai')) with a "
+                f"vision model such as gpt-4o-mini")
+
+
+def check_stop(stop: Any, most: int | None, api_type: str) -> None:
+    """Raise `ConfigError` for a list of ``stop`` sequences the API refuses: OpenAI's spec takes a
+    string or 1 to ``most`` (4) strings. ``most`` is None for servers whose limit is not known."""
+    if most is None or not isinstance(stop, (list, tuple)) or 1 <= len(stop) <= most:
+        return
+    if not stop:
+        raise ConfigError("chat parameter stop=[] is not valid: give a string or 1 to "
+                          f"{most} strings, or None for no stop sequence")
+    raise ConfigError(f"chat parameter stop has {len(stop)} sequences; the {api_type} api type takes "
+                      f"a string or 1 to {most} strings (the OpenAI API's limit): keep the {most} "
+                      f"that matter most")
 
 
 def check_limits(request: Mapping[str, Any]) -> None:

@@ -11,9 +11,11 @@ from typing import TypeVar
 
 from ..base.errors import CallError, RateLimitError
 
-__all__ = ["RetryPolicy", "retry_after_seconds"]
+__all__ = ["TIMEOUT_CODE", "RetryPolicy", "retry_after_seconds"]
 
 T = TypeVar("T")
+TIMEOUT_CODE = "timeout"
+"""The ``code`` of a `TransportError` for an attempt that ran past TIMEOUT."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,6 +26,8 @@ class RetryPolicy:
     ``max_waiting_time``, with "equal jitter" (a random value between half and all of it).
     A server's Retry-After replaces the computed wait; one over ``max_retry_after`` (or not a
     finite number) is not waited for: the call fails at once with a `RateLimitError` saying so.
+    With ``retry_timeouts`` False, an attempt that ran past TIMEOUT is not sent again (the local
+    model: the abandoned generation would still hold llama.cpp, and the retry would queue behind it).
     """
 
     max_attempts: int = 5
@@ -31,6 +35,12 @@ class RetryPolicy:
     exponential_backoff_factor: float = 2.0
     max_waiting_time: float = 60.0
     max_retry_after: float = 60.0
+    retry_timeouts: bool = True
+
+    def retries(self, exc: CallError) -> bool:
+        """Whether this policy sends again after ``exc``: `CallError.retryable` decides, except
+        that a timeout (code ``"timeout"``) is final when ``retry_timeouts`` is False."""
+        return exc.retryable and (self.retry_timeouts or exc.code != TIMEOUT_CODE)
 
     def delay(self, failures: int, retry_after: float | None = None) -> float:
         """Seconds to wait after the ``failures``-th failed attempt."""
@@ -50,7 +60,7 @@ class RetryPolicy:
             except CallError as exc:
                 failures += 1
                 exc.attempts = failures
-                if not exc.retryable or failures >= self.max_attempts:
+                if not self.retries(exc) or failures >= self.max_attempts:
                     raise
                 if exc.retry_after is not None and not exc.retry_after <= self.max_retry_after:
                     raise self._too_long(exc) from None

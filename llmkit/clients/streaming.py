@@ -14,9 +14,12 @@ def collect_stream(chunks: Iterable[Mapping[str, Any]],
                    on_delta: Callable[[str], None] | None) -> dict[str, Any]:
     """Assemble streamed chunks (JSON dicts) into the same JSON a non-streamed call returns.
 
-    ``on_delta`` gets each piece of the first choice's text as it arrives. It is the caller's
-    code: its exceptions pass through unchanged. A `CallError` raised by ``chunks`` after some
-    text reached ``on_delta`` is marked ``partial`` (not retried: the text would show twice).
+    A choice's ``finish_reason`` is read from the choice, or from its ``delta`` where Microsoft's
+    Azure OpenAI API simulator sends it (with no usage chunk: the usage is then unknown, and the
+    answer has no ``usage``). ``on_delta`` gets each piece of the first choice's text as it
+    arrives. It is the caller's code: its exceptions pass through unchanged. A `CallError` raised
+    by ``chunks`` after some text reached ``on_delta`` is marked ``partial`` (not retried: the
+    text would show twice).
     """
     response: dict[str, Any] = {"object": "chat.completion"}
     choices: dict[int, dict[str, Any]] = {}
@@ -73,6 +76,11 @@ def _add(choices: dict[int, dict[str, Any]], part: Any) -> str:
         for name in ("name", "arguments"):
             piece = (call.get("function") or {}).get(name) or ""
             slot["function"][name] += piece if isinstance(piece, str) else ""
-    if part.get("finish_reason"):
-        choice["finish_reason"] = part["finish_reason"]
+    finish = part.get("finish_reason")
+    if finish is None and isinstance(delta, Mapping):
+        finish = delta.get("finish_reason")  # Microsoft's Azure OpenAI simulator puts it there
+    if finish is not None and not isinstance(finish, str):
+        raise ServerError("the server's streamed answer has a finish_reason that is not a string")
+    if finish:
+        choice["finish_reason"] = finish
     return text if text and index == 0 else ""

@@ -381,8 +381,10 @@ class LLMMagics(Magics):
                 config.parse_value(key, args.value, "%llm_config")
             if key is not None and args.value is not None:
                 config.force_default_value(key, args.value)
-            settings = registry.client().settings()  # what the active client uses (local: its model)
-        secret = {"base_url": "api_key", "azure_endpoint": "azure_api_key"}.get(key or "")
+            active = registry.client()
+            settings = active.settings()  # what the active client uses (local: its model)
+        endpoint_key = getattr(active, "endpoint_key", None)  # the key it sends, to where
+        secret = getattr(active, "secret_key", None) if key and key == endpoint_key else None
         if secret and args.value and settings.get(secret):
             print(f"note: calls now send your {secret.upper()} to {args.value}")
         for name in [key] if key else list(settings):
