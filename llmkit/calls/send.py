@@ -68,7 +68,8 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
 
     steps: list[Any] = []
     if tools:
-        from .tools import as_tool, run_tools
+        from .tool_loop import run_tools
+        from .tool_spec import as_tool
         declared = [as_tool(t) for t in tools]
         specs = [t.spec() for t in declared]
         store = None
