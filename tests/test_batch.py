@@ -20,9 +20,9 @@ import llmkit
 from llmkit import LLMCall, Result
 from llmkit.base.errors import ConfigError, InvalidRequestError, LLMKitWarning, MissingVariableError
 from llmkit.base.models import cost as model_cost
+from llmkit.base.money import format_cost
 from llmkit.calls.batch import FailedRow, last_batch
 from llmkit.clients import limiter
-from llmkit.notebook.display import format_cost
 from llmkit.notebook.progress import Progress
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
