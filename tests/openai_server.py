@@ -316,6 +316,9 @@ class OpenAITestServer:
         self._lock = threading.Lock()
         self._generation = 0  # bumped by reset(): older requests stop counting as in flight
         self._wake = threading.Event()  # set to cut short the sleeps of older requests
+        self._arrived = threading.Condition(self._lock)  # notified as each request is recorded
+        self._hold_from: int | None = None  # requests recorded beyond this many wait for release()
+        self._released = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -337,6 +340,7 @@ class OpenAITestServer:
         """Stop serving, waking any sleeping handlers."""
         if self._httpd is not None:
             self._wake.set()
+            self.release()
             self._httpd.shutdown()
             self._httpd.server_close()
             if self._thread is not None:
@@ -365,6 +369,7 @@ class OpenAITestServer:
         Requests still being served are woken from their sleeps and no longer count
         towards ``peak_concurrency``.
         """
+        self.release()
         with self._lock:
             self._wake.set()
             self._wake = threading.Event()
@@ -378,6 +383,27 @@ class OpenAITestServer:
             self.abandoned = 0
             self.abandoned_event = threading.Event()
             self._call_ids = 0
+
+    # -- waiting for events ----------------------------------------------------
+    def hold(self, after: int = 0) -> None:
+        """Requests arriving after the next ``after`` ones are recorded, then wait (before any
+        ``latency``) until `release` (or `reset`): a test decides when they are answered."""
+        with self._lock:
+            self._hold_from = len(self.requests) + after
+            if self._released.is_set():  # requests still held keep waiting on the same event
+                self._released = threading.Event()
+
+    def release(self) -> None:
+        """Answer the held requests, and hold no more."""
+        with self._lock:
+            self._hold_from = None
+            self._released.set()
+
+    def wait_for_requests(self, count: int, timeout: float = 60.0) -> bool:
+        """Wait until ``count`` requests have been recorded; False if ``timeout`` passed first
+        (a safety net for a failing test, not a synchronisation)."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.requests) >= count, timeout)
 
     # -- scripting -------------------------------------------------------------
     def _push(self, kind: str, times: int, path_contains: str | None, **params: Any) -> None:
@@ -598,12 +624,17 @@ class OpenAITestServer:
         )
         with self._lock:
             self.requests.append(record)
+            self._arrived.notify_all()
+            held = (self._released if self._hold_from is not None
+                    and len(self.requests) > self._hold_from else None)
             generation, wake = self._generation, self._wake
             self._in_flight += 1
             self.peak_concurrency = max(self.peak_concurrency, self._in_flight)
             retry_in = self._rate_limited(record.time)
             action = None if retry_in is not None else self._next_action(split.path)
         try:
+            if held is not None:
+                held.wait()
             if self.latency > 0:
                 wake.wait(self.latency)
             self._respond(h, record, raw, retry_in, action, wake)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import os
 import re
 import signal
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,9 +22,9 @@ import llmkit
 from llmkit import LLMCall, Result
 from llmkit.base.errors import ConfigError, InvalidRequestError, LLMKitWarning, MissingVariableError
 from llmkit.base.models import cost as model_cost
+from llmkit.base.money import format_cost
 from llmkit.calls.batch import FailedRow, last_batch
 from llmkit.clients import limiter
-from llmkit.notebook.display import format_cost
 from llmkit.notebook.progress import Progress
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
@@ -33,6 +35,22 @@ def fresh_limiters() -> Iterator[None]:
     limiter._reset()
     yield
     limiter._reset()
+
+
+def finish_background_rows() -> None:
+    """Wait for every batch worker thread to end: rows an interrupted or cancelled batch had
+    already sent finish in the background, and must not reach the next test's server."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("llmkit-map"):
+            thread.join()
+
+
+@pytest.fixture(autouse=True)
+def no_batch_left_behind(openai_server: OpenAITestServer) -> Iterator[None]:
+    finish_background_rows()
+    yield
+    openai_server.release()  # requests a failed test left held
+    finish_background_rows()
 
 
 def rows(n: int, start: int = 0) -> list[dict[str, int]]:
@@ -55,17 +73,32 @@ def sent(server: OpenAITestServer) -> list[str]:
     return [r.body["messages"][-1]["content"] for r in server.requests if r.path.endswith("completions")]
 
 
+class Watched(io.StringIO):
+    """stderr as the user reads it, with ``seen`` set once ``text`` has been written."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.seen = text, threading.Event()
+
+    def write(self, s: str) -> int:
+        written = super().write(s)
+        if self.text in s:
+            self.seen.set()
+        return written
+
+
 @contextlib.contextmanager
-def interrupt_after(server: OpenAITestServer, requests: int) -> Iterator[None]:
-    """Ctrl-C (SIGINT to this process) as soon as the server has received ``requests`` chat
-    requests: tied to the batch's own progress, not to import time or machine speed."""
+def ctrl_c(server: OpenAITestServer, *, after: int, release_when: threading.Event) -> Iterator[None]:
+    """Ctrl-C (SIGINT to this process) once the server has received ``after`` requests, then
+    release the requests it holds once ``release_when`` is set: each step waits for an event, so
+    machine load changes how long it takes, never what happens."""
     stop = threading.Event()
 
     def watch() -> None:
-        while not stop.wait(0.002):
-            if len(sent(server)) >= requests:
-                os.kill(os.getpid(), signal.SIGINT)
-                return
+        if server.wait_for_requests(after) and not stop.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+            release_when.wait()
+        server.release()
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -73,6 +106,7 @@ def interrupt_after(server: OpenAITestServer, requests: int) -> Iterator[None]:
         yield
     finally:
         stop.set()
+        release_when.set()
         watcher.join()
 
 
@@ -196,38 +230,44 @@ def test_amap_runs_inside_asyncio_without_blocking_the_loop(llm: OpenAITestServe
 
 
 def test_cancelling_amap_stops_sending(llm: OpenAITestServer) -> None:
-    llm.latency = 0.1
+    llm.hold(after=2)  # rows 0 and 1 are answered; rows 2 and 3 are in flight when it is cancelled
     call = LLMCall(*CALL)
 
     async def main() -> None:
         task = asyncio.create_task(call.amap(rows(30), max_concurrency=2, progress=False))
-        await asyncio.sleep(0.15)
+        assert await asyncio.to_thread(llm.wait_for_requests, 4)
         task.cancel()
         with pytest.raises(asyncio.CancelledError) as caught:
             await task
         assert caught.value.results is last_batch() and len(last_batch()) == 30  # type: ignore[attr-defined]
 
     asyncio.run(main())
-    time.sleep(0.15)  # requests already sent finish
-    assert 2 <= len(sent(llm)) <= 8
+    llm.release()
+    finish_background_rows()  # the requests already sent finish in the background ...
+    assert sorted(sent(llm)) == [f"Question {i}" for i in range(4)]  # ... and no other row was sent
+    llm.reset()
+    assert call.map(rows(30), progress=False) == [question(i) for i in range(30)]
+    assert sorted(sent(llm)) == sorted(f"Question {i}" for i in range(4, 30))  # their answers were cached
 
 
 def test_ctrl_c_stops_keeps_what_finished_and_a_rerun_sends_the_rest(
-        llm: OpenAITestServer, capsys: pytest.CaptureFixture[str]) -> None:
-    llm.latency = 0.3  # the interrupt lands while two requests are in flight
+        llm: OpenAITestServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows 0 and 1 are answered; the server holds rows 2 and 3 when Ctrl-C is pressed, and
+    answers them only once the progress says that the batch waits for them."""
+    llm.hold(after=2)
+    err = Watched("interrupted: waiting for")
+    monkeypatch.setattr(sys, "stderr", err)
     call = LLMCall(*CALL)
-    with interrupt_after(llm, 4), pytest.raises(KeyboardInterrupt) as caught:
+    with ctrl_c(llm, after=4, release_when=err.seen), pytest.raises(KeyboardInterrupt) as caught:
         call.map(rows(40), max_concurrency=2)
-    err = capsys.readouterr().err
-    assert re.search(r"interrupted: waiting for \d+ requests? in flight", err)
-    assert "interrupted: finished answers are cached, run again to resume" in err
+    shown = err.getvalue()
+    assert "interrupted: waiting for 2 requests in flight (Ctrl-C again not to wait)" in shown
+    assert "interrupted: finished answers are cached, run again to resume" in shown
     first = sent(llm)
-    assert 4 <= len(first) < 20
+    assert sorted(first) == [f"Question {i}" for i in range(4)]  # no row started after Ctrl-C
     kept = caught.value.results  # type: ignore[attr-defined]
     assert kept is last_batch() and len(kept) == 40
-    done = [i for i, r in enumerate(kept) if r is not None]
-    assert sorted(f"Question {i}" for i in done) == sorted(first)  # the requests in flight were kept
-    assert [kept[i] for i in done] == [question(i) for i in done]
+    assert kept == [question(i) for i in range(4)] + [None] * 36  # the requests in flight were kept
     llm.reset()
     results = call.map(rows(40), max_concurrency=8, progress=False)
     assert results == [question(i) for i in range(40)] and last_batch() is results

@@ -229,7 +229,8 @@ def test_embeddings_and_chat_share_one_parameter_vocabulary(llm: OpenAITestServe
     assert body["dimensions"] == 8 and body["user"] == "u1" and len(vector) == 8  # type: ignore[arg-type]
     client.get_embedding("y", encoding_format="float")
     assert llm.requests[-1].body["encoding_format"] == "float"
-    with pytest.raises(ConfigError, match=r"unknown embedding parameter 'dimension'; known: .*dimensions"):
+    with pytest.raises(ConfigError, match=r"unknown embedding parameter 'dimension' \(did you mean "
+                       r"'dimensions'\?\); known: .*dimensions"):
         client.get_embedding("x", dimension=8)
     with pytest.raises(ConfigError, match=r"unknown chat parameter 'dimension'; known: .*max_tokens"):
         client.send_message([{"role": "user", "content": "x"}], dimension=8)

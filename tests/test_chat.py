@@ -86,6 +86,21 @@ def test_the_llm_decorator(llm: OpenAITestServer) -> None:
         broken()
 
 
+def test_a_misspelt_parameter_fails_when_the_chat_or_function_is_built(llm: OpenAITestServer) -> None:
+    with pytest.raises(ConfigError, match=r"^LLMChat: unknown chat parameter 'temprature' "
+                                          r"\(did you mean 'temperature'\?\)"):
+        LLMChat(system_prompt="s", temprature=0)
+    with pytest.raises(ConfigError, match=r"^@llm: unknown chat parameter 'max_token' "
+                                          r"\(did you mean 'max_tokens'\?\)"):
+        @llmkit.llm(max_token=5)
+        def never(word: str) -> str:
+            """s"""
+            return word
+    with pytest.raises(ConfigError, match=r"^@llm: chat parameter top_p=3 is not valid"):
+        llmkit.llm(top_p=3)
+    assert llm.requests == []
+
+
 def test_chat_displays_as_a_transcript(llm: OpenAITestServer) -> None:
     chat = LLMChat(system_prompt="sys", user_prompt="first")
     chat.call()

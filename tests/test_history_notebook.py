@@ -20,6 +20,7 @@ import llmkit
 from llmkit import LLMCall
 from llmkit.base import config
 from llmkit.base.errors import ConfigError
+from llmkit.calls import progress_line
 from llmkit.clients import budget
 from llmkit.notebook import display, progress
 from llmkit.notebook.history_browser import ALL_MODELS, HistoryBrowser
@@ -317,8 +318,8 @@ def test_progress_shows_spend_against_the_budgets_reading_the_history_once(
     def counted(path: str) -> float:
         reads.append(path)
         return spent_today(path)
-    spent_today = progress.spent_today
-    monkeypatch.setattr(progress, "spent_today", counted)
+    spent_today = progress_line.spent_today
+    monkeypatch.setattr(progress_line, "spent_today", counted)
     call.map([{"i": i} for i in range(1, 9)], max_concurrency=2)
     last = capsys.readouterr().err.strip().splitlines()[-1]
     today = llmkit.spend(since=midnight()).cost

@@ -8,7 +8,7 @@ import pytest
 
 import llmkit
 from llmkit import LLMCall
-from llmkit.base.errors import MissingVariableError
+from llmkit.base.errors import ConfigError, MissingVariableError
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 
@@ -71,3 +71,17 @@ def test_repr_hides_credential_like_parameters() -> None:
     call = LLMCall("s", extra_headers={"X-Api-Key": SECRET}, temperature=0)
     assert SECRET not in repr(call)
     assert "extra_headers=<hidden>" in repr(call) and "temperature=0" in repr(call)
+
+
+def test_a_misspelt_or_bad_parameter_fails_when_the_call_is_built(llm: OpenAITestServer) -> None:
+    with pytest.raises(ConfigError, match=r"^LLMCall: unknown chat parameter 'temprature' "
+                                          r"\(did you mean 'temperature'\?\); known: "):
+        LLMCall("s", "u", temprature=0)
+    with pytest.raises(ConfigError, match=r"^LLMCall: chat parameter max_tokens=0 is not valid: "
+                                          "expected an integer of at least 1"):
+        LLMCall("s", max_tokens=0)
+    with pytest.raises(ConfigError, match=r"unknown chat parameter 'colour'; known: "):  # no close match
+        LLMCall("s", colour="red")
+    assert llm.requests == []
+    call = LLMCall("s", "u", temperature=0, timeout=30, model=None)  # call options and None pass
+    assert call.call() == "echo: u"

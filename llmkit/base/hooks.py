@@ -9,10 +9,11 @@ batch runs inside a kernel. Plain Python scripts never load the notebook layer.
 from __future__ import annotations
 
 import importlib
+import sys
 from types import ModuleType
 from typing import Any
 
-__all__ = ["mimebundle", "notebook"]
+__all__ = ["in_kernel", "mimebundle", "notebook"]
 
 
 def notebook(name: str) -> ModuleType:
@@ -24,3 +25,13 @@ def mimebundle(obj: Any) -> dict[str, Any]:
     """The rich display of ``obj`` (text/plain, text/html, text/markdown), built by the notebook
     layer's `llmkit.notebook.display.mimebundle`."""
     return notebook("display").mimebundle(obj)  # type: ignore[no-any-return]
+
+
+def in_kernel() -> bool:
+    """True inside a live Jupyter kernel (the IPython shell is ipykernel's ``ZMQInteractiveShell``):
+    the lower layers ask it before reaching for a widget. Looks only at modules already imported,
+    so plain Python never imports IPython here."""
+    zmqshell, ipython = sys.modules.get("ipykernel.zmqshell"), sys.modules.get("IPython")
+    if zmqshell is None or ipython is None:
+        return False
+    return isinstance(ipython.get_ipython(), zmqshell.ZMQInteractiveShell)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..base import config, hooks
 from ..base.errors import ConfigError, LLMKitWarning
 from ..clients.history import linked, new_id
+from .progress_line import ProgressLine
 from .send import Answer
 
 if TYPE_CHECKING:
@@ -96,6 +97,14 @@ class FailedRow:
         return f"row {self.index} failed: {type(self.error).__name__}: {self.error}"
 
 
+def _progress(total: int, *, enabled: bool) -> ProgressLine:
+    """A widget bar in a Jupyter kernel (the notebook layer, loaded by name), else the text line:
+    a script's batch loads nothing from ``llmkit.notebook``."""
+    if enabled and hooks.in_kernel():
+        return hooks.notebook("progress").Progress(total)  # type: ignore[no-any-return]
+    return ProgressLine(total, enabled=enabled)
+
+
 class _Batch:
     """Rows checked up front, and one row's work (run in a thread)."""
 
@@ -121,8 +130,7 @@ class _Batch:
         if mismatch:  # stacklevel: the caller of map/amap
             warnings.warn(mismatch, LLMKitWarning, stacklevel=4)
         self.call = call
-        self.progress = hooks.notebook("progress").Progress(
-            len(self.rows), enabled=bool(options.get("progress", True)))
+        self.progress = _progress(len(self.rows), enabled=bool(options.get("progress", True)))
         self.results: list[Any] = [None] * len(self.rows)  # Result, typed value or FailedRow
         self.id = new_id()  # the run history's batch_id of every row
         self.context = contextvars.copy_context()  # worker threads keep the caller's experiment

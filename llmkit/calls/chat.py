@@ -17,7 +17,7 @@ from ..base.errors import ConfigError
 from ..base.result import Completion
 from ..base.templates import Template
 from ..clients.history import linked, new_id
-from .send import send
+from .send import check_params, send
 
 __all__ = ["LLMChat"]
 
@@ -42,6 +42,7 @@ class LLMChat:
         for a, b in (("system_template_name", "system_prompt"), ("user_template_name", "user_prompt")):
             if locals()[a] is not None and locals()[b] is not None:
                 raise ConfigError(f"LLMChat: give {a} or {b}, not both")
+        check_params("LLMChat", model_params)
         system = system_template_name or system_prompt
         user = user_template_name or user_prompt
         self.system_template = Template(system) if system else None

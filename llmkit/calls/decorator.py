@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from ..base.errors import ConfigError
 from .chat import LLMChat
+from .send import check_params
 
 __all__ = ["llm"]
 
@@ -25,7 +26,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def llm(**model_params: Any) -> Callable[[F], F]:
-    """Turn a prompt-building function into a call; ``model_params`` go to every call."""
+    """Turn a prompt-building function into a call; ``model_params`` go to every call (checked
+    here, when the function is decorated)."""
+    check_params("@llm", model_params)
+
     def decorate(function: F) -> F:
         system = inspect.getdoc(function)
         returns = inspect.signature(function).return_annotation

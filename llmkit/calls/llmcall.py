@@ -10,7 +10,7 @@ from ..base.errors import ConfigError
 from ..base.result import Completion
 from ..base.secrets import HIDDEN, is_secret_name
 from ..base.templates import Template
-from .send import Answer, send
+from .send import Answer, check_params, send
 
 __all__ = ["LLMCall"]
 
@@ -33,8 +33,9 @@ class LLMCall:
     """A prompt made of a system template and an optional user template, plus model parameters.
 
     Each template is the name of a file on the template path or an inline Jinja2 string.
-    ``model_params`` are `OpenAIClient.send_message` arguments (``model``, ``temperature``, ...);
-    ``client`` picks a client other than the active one.
+    ``model_params`` are `OpenAIClient.send_message` arguments (``model``, ``temperature``, ...),
+    checked here (an unknown name or a bad value raises `ConfigError` at once); ``client`` picks
+    a client other than the active one.
 
     `run` renders and sends without touching the object, so one `LLMCall` serves many threads;
     `call` is `run` plus remembering the last `Answer` (``messages``, ``completion``,
@@ -53,6 +54,7 @@ class LLMCall:
             raise ConfigError(f"LLMCall(client=...) takes a client object such as "
                               f"llmkit.client('openai') or llmkit.OpenAIClient(...), not a "
                               f"{type(client).__name__}; leave it out to use the active client")
+        check_params("LLMCall", model_params)
         self.system_template = Template(system_template_name)
         self.user_template = Template(user_template_name) if user_template_name else None
         self.client = client

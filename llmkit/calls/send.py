@@ -13,10 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ..base import config
+from ..base.errors import ConfigError
 from ..base.result import Completion, Result
+from ..clients import params as vocabulary
 from ..clients import registry
 
-__all__ = ["Answer", "send"]
+__all__ = ["Answer", "check_params", "send"]
 
 
 class Answer(NamedTuple):
@@ -27,6 +29,16 @@ class Answer(NamedTuple):
     completion: Completion
     value: Any
     steps: Sequence[Any] = ()
+
+
+def check_params(where: str, params: Mapping[str, Any]) -> None:
+    """Check model parameters given when a call is built (``LLMCall(...)``, ``LLMChat(...)``,
+    ``@llm(...)``) with the call path's own vocabulary, so that a misspelt name fails where it was
+    written, not at the first call; `ConfigError` names ``where`` and the parameter."""
+    try:
+        vocabulary.check("chat", params, vocabulary.CHAT)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: Any = None,
@@ -68,7 +80,8 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
 
     steps: list[Any] = []
     if tools:
-        from .tools import as_tool, run_tools
+        from .tool_loop import run_tools
+        from .tool_spec import as_tool
         declared = [as_tool(t) for t in tools]
         specs = [t.spec() for t in declared]
         store = None

@@ -9,6 +9,7 @@ configuration has none, nothing is sent and the server's default applies.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -102,7 +103,8 @@ def check(kind: str, params: Mapping[str, Any], vocabulary: Mapping[str, tuple[C
           ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split ``params`` into (API parameters, call options), dropping ``None`` (not given).
 
-    Raises `ConfigError` for an unknown name or a value of the wrong type.
+    Raises `ConfigError` for an unknown name (suggesting the closest known one: a typo such
+    as ``temprature`` is the usual cause) or a value of the wrong type.
     """
     api: dict[str, Any] = {}
     options: dict[str, Any] = {}
@@ -114,9 +116,11 @@ def check(kind: str, params: Mapping[str, Any], vocabulary: Mapping[str, tuple[C
             continue
         rule = vocabulary.get(name)
         if rule is None:
-            known = ", ".join(sorted([*vocabulary, *CALL_OPTIONS]))
-            raise ConfigError(f"unknown {kind} parameter {name!r}; known: {known}. Pass options "
-                              f"a server adds beyond the OpenAI API as extra_body={{...}}")
+            names = sorted([*vocabulary, *CALL_OPTIONS])
+            close = difflib.get_close_matches(str(name), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown {kind} parameter {name!r}{hint}; known: {', '.join(names)}. "
+                              "Pass options a server adds beyond the OpenAI API as extra_body={...}")
         if not rule[0](value):
             raise ConfigError(f"{kind} parameter {name}={_short(value)} is not valid: expected "
                               f"{rule[1]}")
