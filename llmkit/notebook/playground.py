@@ -1,7 +1,7 @@
 """`Playground`: an ipywidget to iterate on an `LLMCall`: edit the templates, run, compare runs.
 
 Made of stock widgets (no front-end code to install). Every HTML value is built by
-`llmkit.display` or escaped here, and error messages are stripped of API keys. `Playground.run` is
+`llmkit.notebook.display` or escaped here, and error messages are stripped of API keys. `Playground.run` is
 what the Run button calls, `Playground.apply` what the Apply button calls, so code and tests can
 use them without a front end. CSS classes: ``llmkit-playground``, ``llmkit-variables``,
 ``llmkit-run``, ``llmkit-apply``, ``llmkit-code-toggle``, ``llmkit-code``, ``llmkit-error``,

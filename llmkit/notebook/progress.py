@@ -2,7 +2,7 @@
 line on stderr elsewhere.
 
 It shows rows done out of the total, errors, cached answers, tokens spent and their estimated cost
-(`llmkit.pricing`; answers from the cache cost nothing), rows per second, and, when ``BUDGET_USD``
+(`llmkit.base.models.cost`; answers from the cache cost nothing), rows per second, and, when ``BUDGET_USD``
 or ``DAILY_BUDGET_USD`` is set, spend against it (this process's, read from memory; today's, read
 from the run history once at the start, plus the batch's own cost). The bar is two segments,
 successes and failures, so one failed row out of eight colours an eighth of it red

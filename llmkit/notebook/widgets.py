@@ -1,7 +1,7 @@
 """`CallView`: the ipywidget that shows an LLMCall or a call's result in JupyterLab.
 
 Made of stock widgets only (no front-end code to install). Every HTML value is built by
-`llmkit.display`, so user and model text is escaped exactly as in the text/html fallback.
+`llmkit.notebook.display`, so user and model text is escaped exactly as in the text/html fallback.
 CSS classes for tests and styling: ``llmkit-call`` (the view), ``llmkit-header``,
 ``llmkit-cache-hit`` (the badge in the header, only for an answer from the cache), ``llmkit-message``,
 ``llmkit-output`` and ``llmkit-tokens``.
