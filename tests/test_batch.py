@@ -21,18 +21,10 @@ from llmkit import LLMCall, Result
 from llmkit.base.errors import ConfigError, InvalidRequestError, LLMKitWarning, MissingVariableError
 from llmkit.base.models import cost as model_cost
 from llmkit.calls.batch import FailedRow, last_batch
-from llmkit.clients import limiter
 from llmkit.notebook.display import format_cost
 from llmkit.notebook.progress import Progress
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
-
-
-@pytest.fixture(autouse=True)
-def fresh_limiters() -> Iterator[None]:
-    limiter._reset()
-    yield
-    limiter._reset()
 
 
 def rows(n: int, start: int = 0) -> list[dict[str, int]]:
@@ -134,6 +126,7 @@ def test_a_second_run_resumes_from_the_cache(llm: OpenAITestServer) -> None:
     assert [r.cached for r in second] == [i != failed[0] for i in range(8)]
 
 
+@pytest.mark.slow
 def test_rpm_limit_is_kept(llm: OpenAITestServer) -> None:
     llmkit.force_default_value("rpm", 600)  # 10 requests per second
     results = LLMCall(*CALL).map(rows(30), max_concurrency=8, progress=False)
@@ -166,6 +159,7 @@ def test_429_retry_after_pauses_every_row_then_keeps_the_pace(llm: OpenAITestSer
     assert statistics.median(gaps(times[1:])) >= 0.095  # one 429 pauses; it does not slow down
 
 
+@pytest.mark.slow
 def test_429s_that_keep_coming_slow_the_pace_down(llm: OpenAITestServer) -> None:
     llmkit.force_default_value("rpm", 600)
     llm.fail(429, code="rate_limit_exceeded", retry_after=0.2)
@@ -212,6 +206,7 @@ def test_cancelling_amap_stops_sending(llm: OpenAITestServer) -> None:
     assert 2 <= len(sent(llm)) <= 8
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_keeps_what_finished_and_a_rerun_sends_the_rest(
         llm: OpenAITestServer, capsys: pytest.CaptureFixture[str]) -> None:
     llm.latency = 0.3  # the interrupt lands while two requests are in flight
@@ -315,6 +310,7 @@ def test_empty_rows_give_an_empty_list(llm: OpenAITestServer) -> None:
     assert asyncio.run(LLMCall(*CALL).amap([], progress=False)) == []
 
 
+@pytest.mark.slow
 def test_progress_is_a_widget_in_a_notebook_that_leaves_a_static_summary(
         llm: OpenAITestServer, tmp_path: Path) -> None:
     """Live, a widget; saved, a text/html + text/plain summary: a widget view whose kernel is gone
