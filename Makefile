@@ -1,10 +1,11 @@
 # make test: create .venv, install llmkit with everything the tests need, run lint, types and tests.
+# make check: the fast loop: lint, types and the tests not marked slow (pytest -m "not slow").
 # make lab:  create .venv, install the notebook extras, start JupyterLab on notebooks/.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: test lint pytest lab bench clean
+.PHONY: test check lint pytest lab bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ pytest: $(VENV)/.installed
 	$(PY) -m pytest
 
 test: lint pytest
+
+check: lint
+	$(PY) -m pytest -m "not slow" -q
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/core.py

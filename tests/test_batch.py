@@ -24,17 +24,9 @@ from llmkit.base.errors import ConfigError, InvalidRequestError, LLMKitWarning, 
 from llmkit.base.models import cost as model_cost
 from llmkit.base.money import format_cost
 from llmkit.calls.batch import FailedRow, last_batch
-from llmkit.clients import limiter
 from llmkit.notebook.progress import Progress
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
-
-
-@pytest.fixture(autouse=True)
-def fresh_limiters() -> Iterator[None]:
-    limiter._reset()
-    yield
-    limiter._reset()
 
 
 def finish_background_rows() -> None:
@@ -168,6 +160,7 @@ def test_a_second_run_resumes_from_the_cache(llm: OpenAITestServer) -> None:
     assert [r.cached for r in second] == [i != failed[0] for i in range(8)]
 
 
+@pytest.mark.slow
 def test_rpm_limit_is_kept(llm: OpenAITestServer) -> None:
     llmkit.force_default_value("rpm", 600)  # 10 requests per second
     results = LLMCall(*CALL).map(rows(30), max_concurrency=8, progress=False)
@@ -200,6 +193,7 @@ def test_429_retry_after_pauses_every_row_then_keeps_the_pace(llm: OpenAITestSer
     assert statistics.median(gaps(times[1:])) >= 0.095  # one 429 pauses; it does not slow down
 
 
+@pytest.mark.slow
 def test_429s_that_keep_coming_slow_the_pace_down(llm: OpenAITestServer) -> None:
     llmkit.force_default_value("rpm", 600)
     llm.fail(429, code="rate_limit_exceeded", retry_after=0.2)
@@ -250,6 +244,7 @@ def test_cancelling_amap_stops_sending(llm: OpenAITestServer) -> None:
     assert sorted(sent(llm)) == sorted(f"Question {i}" for i in range(4, 30))  # their answers were cached
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_keeps_what_finished_and_a_rerun_sends_the_rest(
         llm: OpenAITestServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows 0 and 1 are answered; the server holds rows 2 and 3 when Ctrl-C is pressed, and
@@ -355,6 +350,7 @@ def test_empty_rows_give_an_empty_list(llm: OpenAITestServer) -> None:
     assert asyncio.run(LLMCall(*CALL).amap([], progress=False)) == []
 
 
+@pytest.mark.slow
 def test_progress_is_a_widget_in_a_notebook_that_leaves_a_static_summary(
         llm: OpenAITestServer, tmp_path: Path) -> None:
     """Live, a widget; saved, a text/html + text/plain summary: a widget view whose kernel is gone

@@ -27,8 +27,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import SECRET
+from tests.helpers import kernel_env
 from tests.openai_server import OpenAITestServer
-from tests.test_notebooks_exec import TOUR, kernel_env
+from tests.test_notebooks_exec import TOUR
+
+pytestmark = pytest.mark.slow  # JupyterLab in Chromium: make test runs it, make check does not
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"

@@ -162,6 +162,7 @@ print(budget.spent())
 """
 
 
+@pytest.mark.slow
 def test_daily_budget_counts_what_another_process_spent(llm: OpenAITestServer, tmp_path: Path) -> None:
     target = tmp_path / "shared.sqlite3"
     llm.reply("pricey", usage=usage_costing(0.2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import httpx2
 import openai
@@ -10,6 +11,7 @@ import pytest
 
 import llmkit
 from llmkit.base import errors
+from llmkit.base.cache import ResponseCache
 from llmkit.clients.boundary import translate as _map_openai_error
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
@@ -91,3 +93,17 @@ def test_tree_shape_and_tinytroupe_names() -> None:
             continue
         assert issubclass(cls, errors.LLMKitError) and issubclass(cls, Exception)
         assert getattr(llmkit, name, cls) is cls
+
+
+def test_every_warning_is_an_llmkit_warning_exported_at_the_top(tmp_path: Path) -> None:
+    warning_names = [n for n in errors.__all__ if issubclass(getattr(errors, n), Warning)]
+    assert {"CacheWarning", "HistoryWarning", "LLMKitWarning"} <= set(warning_names)
+    for name in warning_names:
+        assert issubclass(getattr(errors, name), errors.LLMKitWarning), name
+        assert getattr(llmkit, name) is getattr(errors, name), name
+    # what a user sees: one filter on LLMKitWarning catches the cache's warnings too
+    not_a_folder = tmp_path / "not-a-folder"
+    not_a_folder.write_text("a file")
+    with pytest.warns(llmkit.LLMKitWarning, match="temporary") as record:
+        ResponseCache(not_a_folder).close()
+    assert record[0].category is llmkit.CacheWarning

@@ -272,6 +272,7 @@ def test_settings_read_once_per_call_do_not_hold_secrets_in_repr(llm: OpenAITest
 
 # -- a saved notebook, both keys set -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_executed_notebook_with_both_keys_saves_neither(
         openai_server: OpenAITestServer, tmp_path: Path) -> None:
     """Tracebacks, %%llm errors, FailedRow displays and the progress widget's state of a real
@@ -279,7 +280,7 @@ def test_an_executed_notebook_with_both_keys_saves_neither(
     import nbformat
     from nbclient import NotebookClient
 
-    from tests.test_notebooks_exec import kernel_env
+    from tests.helpers import kernel_env
 
     cells = [
         "%load_ext llmkit",

@@ -402,6 +402,7 @@ def test_a_path_that_is_a_folder_gives_one_warning_and_calls_go_on(
     assert len(history_warnings(record)) == 1
 
 
+@pytest.mark.slow
 def test_a_locked_database_gives_one_warning_and_calls_go_on(llm: OpenAITestServer, tmp_path: Path) -> None:
     target = default_path(tmp_path)
     HistoryDB(target).close()
@@ -521,6 +522,7 @@ print(os.getpid())
 """
 
 
+@pytest.mark.slow
 def test_two_processes_writing_at_once_lose_nothing(llm: OpenAITestServer, tmp_path: Path) -> None:
     import os
     import subprocess

@@ -353,6 +353,7 @@ def test_runs_display_is_reached_through_the_display_module(llm: OpenAITestServe
 
 # -- a saved notebook ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_saved_notebook_keeps_the_static_table_beside_the_widget(
         llm: OpenAITestServer, tmp_path: Path) -> None:
     """The static output comes first and holds the table; the widget view after it. nbconvert
@@ -361,7 +362,7 @@ def test_a_saved_notebook_keeps_the_static_table_beside_the_widget(
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
 
-    from tests.test_notebooks_exec import kernel_env
+    from tests.helpers import kernel_env
     cells = ["%load_ext llmkit",
              "from llmkit import LLMCall\nLLMCall('Be brief.', 'Hello <b>there</b>').call()",
              "%llm_history there"]

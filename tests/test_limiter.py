@@ -5,20 +5,11 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from llmkit.base.tokens import count_tokens
-from llmkit.clients import limiter
 from llmkit.clients.limiter import RateLimiter, estimate_tokens, limiter_for
-
-
-@pytest.fixture(autouse=True)
-def fresh_limiters() -> Iterator[None]:
-    limiter._reset()
-    yield
-    limiter._reset()
 
 
 class Clock:

@@ -7,7 +7,6 @@ and a seed, and kept short (max_tokens 24) so the module runs in seconds on two 
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import subprocess
 import sys
@@ -27,8 +26,11 @@ from llmkit.clients import local
 from llmkit.clients.compatible import CompatibleClient
 from llmkit.clients.local import LocalClient
 from tests.conftest import SECRET
+from tests.helpers import cosine
 from tests.openai_server import OpenAITestServer
 from tests.test_images import png
+
+pytestmark = pytest.mark.slow  # the live local model: make test runs it, make check does not
 
 SEED = 1234
 ALIAS = "smollm2-135m-instruct"
@@ -73,11 +75,6 @@ class LocalAtTestServer(LocalClient):
 
 
 HELLO = [{"role": "user", "content": "hi"}]
-
-
-def cosine(a: list[float], b: list[float]) -> float:
-    return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
-        sum(x * x for x in a) * sum(y * y for y in b))
 
 
 def test_llmcall_with_templates(client: LocalClient, tmp_path: Path) -> None:

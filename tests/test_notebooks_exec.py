@@ -3,7 +3,6 @@ displays, streaming, widget state and secrets, as a saved notebook holds them.""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,23 +10,15 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import _ENV, SECRET
+from tests.conftest import SECRET
+from tests.helpers import kernel_env
 from tests.openai_server import OpenAITestServer
+
+pytestmark = pytest.mark.slow  # a real kernel per test: make test runs it, make check does not
 
 TOUR = Path(__file__).with_name("notebooks") / "llmkit_tour.ipynb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-
-
-def kernel_env(server: OpenAITestServer, home: Path) -> dict[str, str]:
-    """The environment of a kernel (or Jupyter server) that talks to ``server``, with the test key,
-    a cache folder under ``home`` and no setting of the developer's."""
-    env = {k: v for k, v in os.environ.items() if k not in _ENV and not k.startswith("LLMKIT_")}
-    env.update(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY=SECRET, HOME=str(home),
-               LLMKIT_CACHE_DIR=str(home / "cache"), IPYTHONDIR=str(home / "ipython"),
-               JUPYTER_CONFIG_DIR=str(home / "jupyter"), JUPYTER_DATA_DIR=str(home / "jupyter-data"),
-               JUPYTER_RUNTIME_DIR=str(home / "jupyter-runtime"), PYDEVD_DISABLE_FILE_VALIDATION="1")
-    return env
 
 
 class _RecordingClient(NotebookClient):

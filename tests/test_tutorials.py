@@ -22,7 +22,6 @@ recording and make it again (an empty cache folder: every answer comes from the 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -34,7 +33,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from llmkit.base.cache import ResponseCache
-from tests.conftest import _ENV, SECRET
+from tests.conftest import SECRET
+from tests.helpers import kernel_env
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -43,17 +43,6 @@ TUTORIALS = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
 PROBE = "import llmkit.clients.local\nprint('local server:', llmkit.clients.local.server_url())"
 SECRET_LOOKING = re.compile(r"sk-[A-Za-z0-9_-]{8,}|bearer\s|api[_-]?key|authorization|password",
                             re.IGNORECASE)
-
-
-def kernel_env(home: Path, **extra: str) -> dict[str, str]:
-    """A kernel environment with no key, no base URL and no llmkit setting of the developer's:
-    a fresh cache folder and Jupyter/IPython folders under ``home``, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in _ENV and not k.startswith("LLMKIT_")}
-    env.update(HOME=str(home), LLMKIT_CACHE_DIR=str(home / "cache"), IPYTHONDIR=str(home / "ipython"),
-               JUPYTER_CONFIG_DIR=str(home / "jupyter"), JUPYTER_DATA_DIR=str(home / "jupyter-data"),
-               JUPYTER_RUNTIME_DIR=str(home / "jupyter-runtime"), PYDEVD_DISABLE_FILE_VALIDATION="1",
-               **extra)
-    return env
 
 
 def execute(path: Path, env: dict[str, str]) -> Any:
@@ -129,13 +118,15 @@ def check_tutorial(path: Path, nb: Any) -> None:
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+@pytest.mark.slow
 def test_tutorial_runs_from_the_recording_without_starting_a_model(
         path: Path, tmp_path: Path) -> None:
-    nb = execute(path, kernel_env(tmp_path, LLMKIT_REPLAY=str(RECORDING)))
+    nb = execute(path, kernel_env(None, tmp_path, LLMKIT_REPLAY=str(RECORDING)))
     assert text_of(nb.cells[-1]).strip() == "local server: None"
     check_tutorial(path, nb)
 
 
+@pytest.mark.slow
 def test_tutorials_run_newest_first_on_one_warm_cache(tmp_path: Path) -> None:
     """As a user meets them: one cache folder for all, already holding every recorded answer (as
     running them all leaves it: chat answers and embeddings), then newest first, live, cache on."""
@@ -146,7 +137,7 @@ def test_tutorials_run_newest_first_on_one_warm_cache(tmp_path: Path) -> None:
     failed = []
     for path in reversed(TUTORIALS):
         try:
-            nb = execute(path, kernel_env(tmp_path))
+            nb = execute(path, kernel_env(None, tmp_path))
         except CellExecutionError as exc:
             failed.append(f"{path.name}: {exc}")
         else:
@@ -155,8 +146,9 @@ def test_tutorials_run_newest_first_on_one_warm_cache(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+@pytest.mark.slow
 def test_tutorial_runs_live_on_the_local_model_with_the_cache_off(path: Path, tmp_path: Path) -> None:
-    nb = execute(path, kernel_env(tmp_path, LLMKIT_CACHE_API_CALLS="false"))
+    nb = execute(path, kernel_env(None, tmp_path, LLMKIT_CACHE_API_CALLS="false"))
     check_tutorial(path, nb)
     if path.name.startswith("01-"):
         assert text_of(nb.cells[-1]).startswith("local server: http://127.0.0.1:")

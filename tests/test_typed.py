@@ -108,6 +108,7 @@ def test_llm_magic_type(ip: Any, llm: OpenAITestServer) -> None:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_typed_answers_live_on_the_local_model(tmp_path: Any) -> None:
     """llama.cpp constrains its output to the JSON schema: every answer validates."""
     from llmkit.clients import local

@@ -47,14 +47,11 @@ from .cache_entries import (
     entry_kind,
     read_entries,
 )
-from .errors import CacheError
+from .errors import CacheError, CacheWarning
 
+# CacheWarning lives in errors.py's tree (an LLMKitWarning); it is re-exported here, next to the
+# cache that gives it.
 __all__ = ["ENTRY_KINDS", "CacheWarning", "ResponseCache", "cache_key", "entry_kind", "read_entries"]
-
-
-class CacheWarning(UserWarning):
-    """The cache folder or an entry in it could not be used; llmkit carried on without it."""
-
 
 
 class ResponseCache:

@@ -2,7 +2,7 @@
 
 Layers, later ones winning key by key:
 
-1. ``llmkit/config.ini`` (the package's defaults);
+1. ``llmkit/base/config.ini`` (the package's defaults);
 2. ``config.ini`` in the working directory (merged into the defaults, not replacing them);
 3. environment variables (`ENV_VARS`, and ``LLMKIT_<KEY>`` for any key);
 4. `force_default_value` (and `force_api_type` / `force_api_cache` in the registry);

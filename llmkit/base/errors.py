@@ -25,7 +25,8 @@ TinyTroupe's names. The ``openai`` package's exceptions are translated in exactl
 `llmkit.clients.boundary`.
 
 Warnings: `LLMKitWarning` (a `UserWarning`) is the base of every warning llmkit gives;
-`HistoryWarning` says the run history could not be written (the call itself went through).
+`HistoryWarning` says the run history could not be written (the call itself went through);
+`CacheWarning` says the cache folder or an entry in it could not be used (llmkit carried on without it).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "AuthenticationError",
     "BudgetExceededError",
     "CacheError",
+    "CacheWarning",
     "CallError",
     "ConfigError",
     "ContextLengthError",
@@ -118,6 +120,10 @@ class BudgetExceededError(LLMKitError):
 
 class HistoryWarning(LLMKitWarning):
     """The run history could not be written (locked, read-only or broken); calls go on."""
+
+
+class CacheWarning(LLMKitWarning):
+    """The cache folder or an entry in it could not be used; llmkit carried on without it."""
 
 
 class CallError(LLMKitError):

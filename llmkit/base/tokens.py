@@ -92,7 +92,7 @@ def encoding_name_for(model: str, *, warn: bool = True) -> str:
     if warn and not info.known and model not in _ENCODING_NAMES and model not in _warned:
         _warned.add(model)
         warnings.warn(
-            f"llmkit.tokens: unknown model {model!r}, counting tokens with {info.encoding}. "
+            f"llmkit.base.tokens: unknown model {model!r}, counting tokens with {info.encoding}. "
             f"To avoid this warning pass a known OpenAI model name or an encoding name "
             f"(e.g. 'o200k_base' or 'cl100k_base') as the model.",
             UserWarning,

@@ -14,7 +14,7 @@ already sent, so their answers reach the cache, then re-raises `KeyboardInterrup
 again not to wait); the re-run resumes. ``results = call.map(rows)`` interrupted never assigns
 ``results``, so the rows done are kept elsewhere: on the exception (``exc.results``, None for rows
 not run) and in `last_batch()`. Rate limits (MAX_CONCURRENCY, RPM, TPM) are read from
-configuration; RPM and TPM are enforced per endpoint for the whole process by `llmkit.limiter`.
+configuration; RPM and TPM are enforced per endpoint for the whole process by `llmkit.clients.limiter`.
 
 Rows whose keys do not match the templates' variables give one `LLMKitWarning` per batch: an
 unused key is usually a misspelt one, and a missing one fails its row.
