@@ -117,11 +117,21 @@ def test_cached_calls_are_never_refused(llm: OpenAITestServer) -> None:
     assert len(llm.requests) == 1
 
 
-def test_a_model_without_a_price_is_never_refused(llm: OpenAITestServer) -> None:
-    llmkit.force_default_value("budget_usd", 0)
-    llmkit.force_default_value("daily_budget_usd", 0)
-    assert OpenAIClient().send_message(HELLO, model="my-local-model")["content"] == "echo: hello there"
-    (run,) = llmkit.history()
+def test_a_model_without_a_price_is_refused_when_a_budget_is_set(llm: OpenAITestServer) -> None:
+    llmkit.force_default_value("budget_usd", 100)
+    with pytest.raises(BudgetExceededError) as info:
+        OpenAIClient().send_message(HELLO, model="my-own-model")
+    assert str(info.value).startswith("llmkit has no price for 'my-own-model', so this call cannot "
+                                      "be kept within BUDGET_USD; nothing was sent.")
+    assert "unset BUDGET_USD" in str(info.value)
+    llmkit.force_default_value("daily_budget_usd", 100)
+    with pytest.raises(BudgetExceededError, match="within BUDGET_USD and DAILY_BUDGET_USD"):
+        OpenAIClient().send_message(HELLO, model="my-own-model")
+    assert llm.requests == []
+    llmkit.force_default_value("budget_usd", None)
+    llmkit.force_default_value("daily_budget_usd", None)
+    assert OpenAIClient().send_message(HELLO, model="my-own-model")["content"] == "echo: hello there"
+    run = llmkit.history()[0]
     assert run.cost is None and llmkit.spend()[0]["unpriced"] == 1
 
 

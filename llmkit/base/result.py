@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,8 @@ class Completion:
     """One chat completion: what was sent, what came back, how long it took, cache hit or not.
 
     ``request`` holds the model, messages and sampling parameters (never credentials);
-    ``response`` is the API's JSON answer.
+    ``response`` is the API's JSON answer; ``priced_as`` the model whose prices apply
+    (`Prepared.priced_as`: on Azure the model a deployment serves; None: the request's model).
     """
 
     request: dict[str, Any]
@@ -23,6 +25,7 @@ class Completion:
     latency: float
     cached: bool
     api_type: str = "openai"
+    priced_as: str | None = None
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -57,11 +60,23 @@ class Completion:
 
     @property
     def cost(self) -> float | None:
-        """USD for this answer's usage at the prices of the model asked for (not the one the
-        server names: a server could name a cheaper one), cached prompt tokens at the cached
-        price, whether or not it was paid now; None when the price or the usage is unknown."""
-        return models.cost(str(self.request.get("model") or self.model),
-                           self.response.get("usage"))
+        """USD for this answer's usage at the prices of the model asked for (`priced_as`; the
+        model the server names only when that one has no known price: a server could name a
+        cheaper one), cached prompt tokens at the cached price, whether or not it was paid now;
+        None when no price is known."""
+        return self._priced[0]
+
+    @functools.cached_property
+    def _priced(self) -> tuple[float | None, bool]:
+        """(`cost`, `cost_estimated`), worked out once."""
+        asked = self.priced_as or str(self.request.get("model") or "")
+        named = self.response.get("model")
+        for model in (asked, named) if isinstance(named, str) and named != asked else (asked,):
+            info = models.model_info(model)
+            if info.input_price is None or info.output_price is None:
+                continue
+            return models.cost(model, self.response.get("usage")), False
+        return None, False
 
     @property
     def paid(self) -> float | None:

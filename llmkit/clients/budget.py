@@ -5,7 +5,8 @@ input price plus the output limit (``max_tokens``, else the model's own) at the 
 that could take spend past a budget, `BudgetExceededError` is raised and nothing is sent. The
 estimate is reserved while the call is in flight, so eight batch threads cannot each see room
 for one more call and together overspend; when the answer comes, the reservation gives way to its
-real cost. A model with no known price (a local one) is never refused.
+real cost. With a budget set, a call whose model has no known price is refused (it would count
+$0); the local model costs nothing and is never refused.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def spent() -> float:
 
 def estimate(p: Prepared) -> float | None:
     """The most ``p`` could cost in USD (None: the model has no known price)."""
-    info = model_info(str(p.request["model"]))
+    info = model_info(p.priced_as)
     if info.input_price is None or info.output_price is None:
         return None
     if p.kind == "embedding":
@@ -55,10 +56,13 @@ def reserve(p: Prepared) -> float:
     per_process, daily = s["budget_usd"], s["daily_budget_usd"]
     if per_process is None and daily is None:
         return 0.0
+    if p.api_type == "local":
+        return 0.0  # runs on this machine: nothing to pay (`Completion.paid`)
+    model = p.request["model"]
     worst = estimate(p)
     if worst is None:
-        return 0.0
-    model = p.request["model"]
+        names = (n for n, v in (("BUDGET_USD", per_process), ("DAILY_BUDGET_USD", daily)) if v is not None)
+        raise BudgetExceededError(_unpriced(p, " and ".join(names)))
     with _lock:
         if per_process is not None and _spent + _reserved + worst > per_process:
             raise BudgetExceededError(
@@ -80,6 +84,19 @@ def reserve(p: Prepared) -> float:
                     f"wait until tomorrow")
         _reserved += worst
     return worst
+
+
+def _unpriced(p: Prepared, budgets: str) -> str:
+    model = str(p.request["model"])
+    shown = repr(model) if p.priced_as == model else f"{model!r} (taken as {p.priced_as!r})"
+    if p.api_type == "azure":
+        hint = (f"map the deployment to the model it serves, e.g. AZURE_DEPLOYMENTS = {model}:gpt-4o "
+                f"(environment LLMKIT_AZURE_DEPLOYMENTS, or llmkit.force_default_value("
+                f"'azure_deployments', '{model}:gpt-4o'))")
+    else:
+        hint = "use a model llmkit has a price for (llmkit.model_info(name).input_price)"
+    return (f"llmkit has no price for {shown}, so this call cannot be kept within {budgets}; "
+            f"nothing was sent. To go on, {hint}, or unset {budgets}")
 
 
 def settle(reserved: float, paid: float | None) -> None:

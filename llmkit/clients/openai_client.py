@@ -71,6 +71,11 @@ class OpenAIClient:
         s = settings if settings is not None else self.settings()
         return bool(s.get("api_key")) or bool(s.get("base_url"))
 
+    def priced_as(self, settings: Mapping[str, Any], model: str) -> str:
+        """The model whose prices, limits, reasoning rules and encoding apply to ``model`` as this
+        client names it: the model itself (Azure maps deployment names)."""
+        return model
+
     def _new_sdk_client(self, s: Mapping[str, Any]) -> Any:
         import openai
         key = s.get("api_key")
@@ -147,7 +152,7 @@ class OpenAIClient:
             hit = store.lookup(p)
             if hit is not None:
                 completion = Completion(p.public, hit, time.perf_counter() - p.started, True,
-                                        p.api_type)
+                                        p.api_type, p.priced_as)
                 if accept is not None:
                     accept(completion)
                 if on_delta is not None and completion.text:
@@ -202,7 +207,7 @@ class OpenAIClient:
             response = p.policy.run(attempt)
             gate.succeeded(response)
             completion = Completion(p.public, response, time.perf_counter() - p.started, False,
-                                    p.api_type)
+                                    p.api_type, p.priced_as)
         finally:
             budget.settle(reserved, None if completion is None else completion.paid)
         return completion
@@ -241,7 +246,7 @@ class OpenAIClient:
         history.record(whole, Completion(whole.public, {
             "model": whole.request["model"], "usage": usage,
             "choices": [{"message": summary, "finish_reason": "stop"}]},
-            time.perf_counter() - whole.started, not missing, whole.api_type))
+            time.perf_counter() - whole.started, not missing, whole.api_type, whole.priced_as))
         return vectors[0] if single else vectors
 
     def _embed(self, whole: Prepared, batch: list[str], prepared: list[Prepared],
@@ -264,7 +269,7 @@ class OpenAIClient:
             data = whole.policy.run(attempt)
         finally:
             budget.settle(reserved, None if data is None else
-                          cost(str(whole.request["model"]), data.get("usage")))
+                          cost(whole.priced_as, data.get("usage")))
         for i, vector in zip(missing, answers.embedding_vectors(data, len(batch)), strict=True):
             found[i] = {"embedding": vector}
             store.keep(prepared[i], found[i])
