@@ -15,6 +15,8 @@ import pytest
 import llmkit
 from llmkit import BudgetExceededError, LLMCall, OpenAIClient
 from llmkit.base.errors import ConfigError
+from llmkit.base.models import token_cost
+from llmkit.base.tokens import count_text
 from llmkit.clients import budget
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
@@ -195,3 +197,60 @@ def test_daily_budget_counts_what_another_process_spent(llm: OpenAITestServer, t
     llmkit.force_default_value("daily_budget_usd", 1)
     OpenAIClient().complete([{"role": "user", "content": "big"}], max_tokens=16_000)
     assert llmkit.spend(since="1d").cost == pytest.approx(0.2 + budget.spent(), rel=1e-3)
+
+
+# --- a server without usage: priced from llmkit's own counts, never $0 ---------------------------
+
+def own_cost(prompt_messages: list[dict[str, Any]], answer: str, model: str = "gpt-4o-mini") -> float:
+    usd = token_cost(model, llmkit.count_tokens(prompt_messages, model), count_text(answer, model))
+    assert usd is not None and usd > 0
+    return usd
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("fault", ["missing", "null", "negative"])
+def test_an_answer_without_valid_usage_is_priced_from_llmkits_counts(
+        llm: OpenAITestServer, fault: str, stream: bool) -> None:
+    llmkit.force_default_value("budget_usd", 1)
+    llm.usage_fault(fault)
+    completion = OpenAIClient().complete(HELLO, max_tokens=50, stream=stream)
+    assert completion.text == "echo: hello there" and completion.usage == {}
+    assert completion.cost_estimated
+    assert completion.cost == pytest.approx(own_cost(HELLO, "echo: hello there"))
+    assert completion.paid == completion.cost and budget.spent() == pytest.approx(completion.cost)
+    (run,) = llmkit.history()
+    assert run.cost == pytest.approx(completion.cost)
+
+
+def test_an_answer_with_usage_is_priced_from_it(llm: OpenAITestServer) -> None:
+    llm.reply("ok", usage=usage_costing(0.001))
+    completion = OpenAIClient().complete(HELLO, max_tokens=50)
+    assert not completion.cost_estimated and completion.cost == pytest.approx(0.001, rel=1e-3)
+
+
+def test_a_proxy_without_usage_cannot_spend_without_limit(llm: OpenAITestServer) -> None:
+    rows = [[{"role": "user", "content": f"row {i}"}] for i in range(10)]
+    each, worst_case = own_cost(rows[0], "echo: row 0"), worst(rows[0], max_tokens=20)
+    llmkit.force_default_value("budget_usd", worst_case + 2.5 * each)
+    llm.usage_fault("missing", times=10)
+    sent = 0
+    for messages in rows:
+        try:
+            OpenAIClient().complete(messages, max_tokens=20)
+            sent += 1
+        except BudgetExceededError:
+            pass
+    assert sent == 3 and len(llm.requests) == 3  # was: all 10 sent, spend stayed $0
+    assert budget.spent() == pytest.approx(3 * each) and budget.spent() <= worst_case + 2.5 * each
+
+
+def test_embeddings_without_usage_are_priced_from_their_input(llm: OpenAITestServer) -> None:
+    llmkit.force_default_value("budget_usd", 1)
+    llm.usage_fault("null")
+    OpenAIClient().get_embedding(["some words to embed", "more"], model="text-embedding-3-small")
+    expected = token_cost("text-embedding-3-small", sum(
+        count_text(t, "text-embedding-3-small") for t in ("some words to embed", "more")), 0)
+    assert expected is not None and expected > 0
+    assert budget.spent() == pytest.approx(expected)
+    (run,) = llmkit.history()
+    assert run.cost == pytest.approx(expected)

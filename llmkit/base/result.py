@@ -62,9 +62,17 @@ class Completion:
     def cost(self) -> float | None:
         """USD for this answer's usage at the prices of the model asked for (`priced_as`; the
         model the server names only when that one has no known price: a server could name a
-        cheaper one), cached prompt tokens at the cached price, whether or not it was paid now;
-        None when no price is known."""
+        cheaper one), cached prompt tokens at the cached price, whether or not it was paid now.
+        When the server's usage is missing, null, negative or not token counts, the cost is
+        estimated from llmkit's own counts (`cost_estimated`), never taken as $0. None when no
+        price is known."""
         return self._priced[0]
+
+    @property
+    def cost_estimated(self) -> bool:
+        """True when `cost` comes from llmkit's token counts (the prompt, and the answer's text),
+        because the server's usage was missing or not valid token counts (a proxy without usage)."""
+        return self._priced[1]
 
     @functools.cached_property
     def _priced(self) -> tuple[float | None, bool]:
@@ -75,8 +83,34 @@ class Completion:
             info = models.model_info(model)
             if info.input_price is None or info.output_price is None:
                 continue
-            return models.cost(model, self.response.get("usage")), False
+            reported = models.cost(model, self.response.get("usage"))
+            if reported is not None:
+                return reported, False
+            return models.token_cost(model, *self._own_counts(info.encoding)), True
         return None, False
+
+    def _own_counts(self, encoding: str) -> tuple[int, int]:
+        """Prompt and answer tokens as llmkit counts them: the request's messages (and tools) or
+        embedding input, and every choice's text, refusal and tool calls."""
+        from . import tokens
+        if "messages" not in self.request:  # an embedding: only its input is paid for
+            texts = self.request.get("input")
+            texts = [texts] if isinstance(texts, str) else texts if isinstance(texts, list) else []
+            return sum(tokens.count_text(t, encoding) for t in texts if isinstance(t, str)), 0
+        tools = self.request.get("tools")
+        prompt = tokens.count_tokens([m for m in self.messages if isinstance(m, dict)], encoding,
+                                     tools=tools if isinstance(tools, list) else None)
+        written = []
+        for choice in self.response.get("choices") or ():
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if not isinstance(message, dict):
+                continue
+            written += [message.get("content"), message.get("refusal")]
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    written += [function.get("name"), function.get("arguments")]
+        return prompt, sum(tokens.count_text(t, encoding) for t in written if isinstance(t, str))
 
     @property
     def paid(self) -> float | None:

@@ -11,6 +11,7 @@ $0); the local model costs nothing and is never refused.
 
 from __future__ import annotations
 
+import math
 import threading
 
 from ..base import tokens
@@ -100,11 +101,13 @@ def _unpriced(p: Prepared, budgets: str) -> str:
 
 
 def settle(reserved: float, paid: float | None) -> None:
-    """Release a reservation and count what the call really cost (``paid``; None: unknown)."""
+    """Release a reservation and count what the call really cost (``paid``; None: unknown).
+    A negative or non-finite amount is never added."""
     global _spent, _reserved
     with _lock:
         _reserved = max(0.0, _reserved - reserved)
-        _spent += paid or 0.0
+        if paid is not None and math.isfinite(paid) and paid > 0:
+            _spent += paid
 
 
 def _reset() -> None:

@@ -18,7 +18,6 @@ from typing import Any
 
 from ..base import config
 from ..base.errors import AuthenticationError, InvalidRequestError, LLMKitWarning
-from ..base.models import cost
 from ..base.result import Completion
 from . import answers, boundary, budget, history, limiter, store
 from .prepare import Prepared, prepare_chat, prepare_embeddings
@@ -268,8 +267,9 @@ class OpenAIClient:
 
             data = whole.policy.run(attempt)
         finally:
-            budget.settle(reserved, None if data is None else
-                          cost(whole.priced_as, data.get("usage")))
+            budget.settle(reserved, None if data is None else Completion(
+                {**whole.public, "input": batch}, data, 0.0, False, whole.api_type,
+                whole.priced_as).paid)
         for i, vector in zip(missing, answers.embedding_vectors(data, len(batch)), strict=True):
             found[i] = {"embedding": vector}
             store.keep(prepared[i], found[i])
