@@ -3,10 +3,14 @@ refused before anything is sent, against the real test server."""
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
+import warnings
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +18,12 @@ import pytest
 
 import llmkit
 from llmkit import BudgetExceededError, LLMCall, OpenAIClient
-from llmkit.base.errors import ConfigError
+from llmkit.base.errors import HistoryWarning
+from llmkit.base.history_db import COLUMNS
+from llmkit.base.ledger import Ledger
 from llmkit.base.models import token_cost
 from llmkit.base.tokens import count_text
-from llmkit.clients import budget
+from llmkit.clients import budget, history
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 
@@ -156,12 +162,18 @@ def test_embeddings_are_budgeted_too(llm: OpenAITestServer) -> None:
     assert llm.requests == []
 
 
-def test_daily_budget_needs_the_history(llm: OpenAITestServer) -> None:
+def test_daily_budget_holds_without_the_history(llm: OpenAITestServer, isolated: Path) -> None:
     llmkit.force_default_value("history", False)
-    llmkit.force_default_value("daily_budget_usd", 1)
-    with pytest.raises(ConfigError, match=r"DAILY_BUDGET_USD.*HISTORY=False"):
-        OpenAIClient().complete(HELLO, max_tokens=10)
-    assert llm.requests == []
+    each = worst(max_tokens=50)
+    llmkit.force_default_value("daily_budget_usd", each * 2.5)
+    llm.reply("ok", usage=usage_costing(each, completion_tokens=50), times=3)
+    OpenAIClient().complete(HELLO, max_tokens=50, cache=False)
+    OpenAIClient().complete(HELLO, max_tokens=50, cache=False)
+    with pytest.raises(BudgetExceededError, match=r"has been spent today.*DAILY_BUDGET_USD"):
+        OpenAIClient().complete(HELLO, max_tokens=50, cache=False)
+    assert len(llm.requests) == 2
+    assert Ledger(isolated / "cache" / "ledger.sqlite3").spent() == (pytest.approx(2 * each), 0.0)
+    assert not (isolated / "cache" / "history.sqlite3").exists()
 
 
 OTHER_PROCESS = """
@@ -169,7 +181,7 @@ import sys
 sys.path.insert(0, {root!r})
 import llmkit
 llmkit.OpenAIClient().complete([{{"role": "user", "content": "another kernel"}}], max_tokens=10)
-from llmkit.clients import budget
+from llmkit.clients import budget, history
 print(budget.spent())
 """
 
@@ -254,3 +266,120 @@ def test_embeddings_without_usage_are_priced_from_their_input(llm: OpenAITestSer
     assert budget.spent() == pytest.approx(expected)
     (run,) = llmkit.history()
     assert run.cost == pytest.approx(expected)
+
+
+# --- DAILY_BUDGET_USD across processes: one shared ledger, held before sending -------------------
+
+MAP_IN_ANOTHER_KERNEL = """
+import json, sys
+sys.path.insert(0, {root!r})
+import llmkit
+from llmkit.clients import budget, history
+print("ready", flush=True)
+sys.stdin.readline()  # all four start together
+results = llmkit.LLMCall("s", "row {{{{ n }}}}", max_tokens=20).map(
+    [{{"n": c}} for c in "abcdefghijkl"], progress=False)
+failed = [r for r in results if isinstance(r, llmkit.FailedRow)]
+print(json.dumps({{"sent": len(results) - len(failed), "spent": budget.spent(),
+                  "refused": sorted({{type(r.error).__name__ for r in failed}}),
+                  "messages": [str(r.error) for r in failed][:1]}}))
+"""
+
+
+def test_four_kernels_mapping_together_stay_within_the_daily_budget(
+        llm: OpenAITestServer, isolated: Path) -> None:
+    rows = [[{"role": "system", "content": "s"}, {"role": "user", "content": f"row {c}"}]
+            for c in "abcdefghijkl"]
+    each = worst(rows[0], max_tokens=20)
+    assert {worst(r, max_tokens=20) for r in rows} == {each}  # every row's worst case is the same
+    daily = each * 10.5  # ten calls fit, of 48
+    llm.reply("ok", usage=usage_costing(each, completion_tokens=20), times=48)  # real = estimate
+    llm.latency = 0.2  # calls overlap, within and across processes
+    env = {**os.environ, "OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": SECRET,
+           "LLMKIT_DAILY_BUDGET_USD": repr(daily), "LLMKIT_CACHE_API_CALLS": "false",
+           "LLMKIT_HISTORY": "false"}
+    code = MAP_IN_ANOTHER_KERNEL.format(root=str(Path(__file__).resolve().parents[1]))
+    kernels = [subprocess.Popen([sys.executable, "-c", code], env=env, text=True, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    try:
+        for kernel in kernels:
+            assert kernel.stdout is not None and kernel.stdout.readline() == "ready\n"
+        for kernel in kernels:
+            assert kernel.stdin is not None
+            kernel.stdin.write("go\n")
+            kernel.stdin.flush()
+        outcomes = []
+        for kernel in kernels:
+            out, err = kernel.communicate(timeout=300)
+            assert kernel.returncode == 0, err
+            outcomes.append(json.loads(out.splitlines()[-1]))
+    finally:
+        for kernel in kernels:
+            kernel.kill() if kernel.poll() is None else None
+    ledger_spent, held = Ledger(isolated / "cache" / "ledger.sqlite3").spent()
+    assert held == 0
+    assert ledger_spent <= daily + each  # was 2.4x over with the history as the ledger
+    assert ledger_spent == pytest.approx(sum(o["spent"] for o in outcomes))
+    assert sum(o["sent"] for o in outcomes) == 10 == len(llm.requests)
+    assert ledger_spent == pytest.approx(10 * each, rel=1e-3)
+    assert all(o["refused"] == ["BudgetExceededError"] for o in outcomes if o["sent"] < 12)
+    assert "has been spent today" in next(o["messages"][0] for o in outcomes if o["messages"])
+    assert llm.peak_concurrency > 1
+
+
+def test_daily_budget_fails_closed_when_the_ledger_cannot_be_written(
+        llm: OpenAITestServer, isolated: Path) -> None:
+    ledger = isolated / "cache" / "ledger.sqlite3"
+    ledger.parent.mkdir(parents=True)
+    ledger.write_bytes(b"this is not a ledger\n" * 200)  # damaged, or not ours
+    llmkit.force_default_value("daily_budget_usd", 5)
+    with pytest.raises(BudgetExceededError) as info:
+        OpenAIClient().complete(HELLO, max_tokens=10)
+    message = str(info.value)
+    assert f"the spend ledger {ledger} cannot be written" in message and "nothing was sent" in message
+    assert "delete it" in message and "LEDGER_PATH" in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    ledger.unlink()
+    ledger.mkdir()  # a folder where the file belongs
+    with pytest.raises(BudgetExceededError, match="cannot be written"):
+        OpenAIClient().complete(HELLO, max_tokens=10)
+    assert llm.requests == []
+    llmkit.force_default_value("ledger_path", str(isolated / "elsewhere.sqlite3"))
+    OpenAIClient().complete(HELLO, max_tokens=10)  # another file: counted there
+    assert Ledger(isolated / "elsewhere.sqlite3").spent()[0] > 0
+    llmkit.force_default_value("ledger_path", None)
+    llmkit.force_default_value("daily_budget_usd", None)
+    OpenAIClient().complete([{"role": "user", "content": "no budget"}], max_tokens=10)  # not needed
+    assert len(llm.requests) == 2
+
+
+@pytest.mark.parametrize("planted", ["'plenty'", "-5.0", "1e999"])
+def test_a_tampered_ledger_is_refused(llm: OpenAITestServer, isolated: Path, planted: str) -> None:
+    llmkit.force_default_value("daily_budget_usd", 5)
+    OpenAIClient().complete(HELLO, max_tokens=10)
+    path = isolated / "cache" / "ledger.sqlite3"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute(f"UPDATE spent SET usd = {planted}")  # a negative spend would leave more room
+    with pytest.raises(BudgetExceededError, match=r"where an amount in USD belongs"):
+        OpenAIClient().complete([{"role": "user", "content": "more"}], max_tokens=10)
+    assert len(llm.requests) == 1
+
+
+def test_daily_budget_holds_when_the_history_cannot_be_written(
+        llm: OpenAITestServer, isolated: Path) -> None:
+    each = worst(max_tokens=50)
+    llm.reply("ok", usage=usage_costing(each, completion_tokens=50), times=4)
+    OpenAIClient().complete(HELLO, max_tokens=50, cache=False)  # creates the history
+    history.flush()
+    with closing(sqlite3.connect(isolated / "cache" / "history.sqlite3")) as db, db:
+        columns = ", ".join(COLUMNS)
+        db.execute(f"INSERT INTO runs (id, {columns}) SELECT {2**63 - 1}, {columns} FROM runs")
+    llmkit.force_default_value("daily_budget_usd", each * 2.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HistoryWarning)  # recording fails from now on
+        OpenAIClient().complete(HELLO, max_tokens=50, cache=False)
+        OpenAIClient().complete(HELLO, max_tokens=50, cache=False)
+        with pytest.raises(BudgetExceededError, match=r"has been spent today"):
+            OpenAIClient().complete(HELLO, max_tokens=50, cache=False)
+        history.flush()
+    assert len(llm.requests) == 3  # the first call was made before the budget was set

@@ -138,6 +138,7 @@ SCHEMA: dict[str, Callable[[str], Any]] = {
     "history_path": _text,
     "budget_usd": _optional(_number(0, 1e9)),
     "daily_budget_usd": _optional(_number(0, 1e9)),
+    "ledger_path": _text,
 }
 """Every configuration key (lower case) and the parser that checks its value."""
 
