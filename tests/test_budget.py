@@ -383,3 +383,21 @@ def test_daily_budget_holds_when_the_history_cannot_be_written(
             OpenAIClient().complete(HELLO, max_tokens=50, cache=False)
         history.flush()
     assert len(llm.requests) == 3  # the first call was made before the budget was set
+
+
+def test_a_cost_that_cannot_be_written_is_kept_and_written_with_the_next_call(
+        llm: OpenAITestServer, isolated: Path) -> None:
+    llmkit.force_default_value("daily_budget_usd", 5)
+    hold = budget.reserve(OpenAIClient().prepare(HELLO, max_tokens=10))
+    ledger = isolated / "cache" / "ledger.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{ledger}{suffix}").unlink(missing_ok=True)
+    ledger.mkdir()  # the answer came, and now the ledger cannot be written
+    with pytest.warns(llmkit.LLMKitWarning, match=r"could not be written.*\$0\.0100 is kept"):
+        budget.settle(hold, 0.01)
+    with pytest.raises(BudgetExceededError, match="cannot be written"):
+        OpenAIClient().complete(HELLO, max_tokens=10)
+    ledger.rmdir()
+    OpenAIClient().complete(HELLO, max_tokens=10)
+    assert budget.spent() > 0.01  # the kept $0.01 and the call just made
+    assert Ledger(ledger).spent() == (pytest.approx(budget.spent()), 0.0)  # both are in the ledger
