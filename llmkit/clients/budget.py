@@ -108,22 +108,22 @@ def reserve(p: Prepared) -> Hold:
     path = ledger_path(p)
     with _lock:
         owed = _unsettled.pop(path, [])
+    held = None
     try:
         held = Ledger(path).reserve(worst, daily, ttl=_longest_life(p), settle_first=owed)
-    except BaseException as exc:
-        with _lock:
-            _reserved = max(0.0, _reserved - worst)
-            _unsettled.setdefault(path, []).extend(owed)
-        if isinstance(exc, LedgerError):
-            raise BudgetExceededError(
-                f"the spend ledger {path} cannot be written ({exc}), so DAILY_BUDGET_USD cannot be "
-                f"kept; nothing was sent. Make the file writable, delete it if it is damaged "
-                f"(today's spend recorded in it is lost), set LEDGER_PATH to another file, or "
-                f"unset DAILY_BUDGET_USD") from None
-        raise
+    except LedgerError as exc:
+        raise BudgetExceededError(
+            f"the spend ledger {path} cannot be written ({exc}), so DAILY_BUDGET_USD cannot be "
+            f"kept; nothing was sent. Make the file writable, delete it if it is damaged "
+            f"(today's spend recorded in it is lost), set LEDGER_PATH to another file, or "
+            f"unset DAILY_BUDGET_USD") from None
+    finally:
+        if held is None or held.id is None:  # not sent: give the hold back, keep what is owed
+            with _lock:
+                _reserved = max(0.0, _reserved - worst)
+                if held is None:
+                    _unsettled.setdefault(path, []).extend(owed)
     if held.id is None:
-        with _lock:
-            _reserved = max(0.0, _reserved - worst)
         raise BudgetExceededError(
             f"this call to {model!r} could cost up to ${worst:.4f}, and ${held.spent:.4f} has "
             f"been spent today (${held.held:.4f} more in flight, every process) of the "
