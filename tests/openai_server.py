@@ -8,8 +8,9 @@ Scripted behaviours (each consumed once per matching request, FIFO, with
 ``times=`` and ``path_contains=``): ``reply``, ``reply_tool_calls``,
 ``surrogate_text``, ``null_message``, ``no_message`` and ``simulator_stream`` shape chat
 answers (only chat requests consume them); ``fail``, ``delay``, ``hang``, ``drop``, ``malformed``,
-``body``, ``echo_key``, ``cut_stream`` and ``trickle`` apply to any path. ``require_key`` makes
-the server check keys as a compatible gateway does (401, or LiteLLM's 400).
+``body``, ``echo_key``, ``cut_stream`` and ``trickle`` apply to any path; ``usage_fault`` to chat
+answers and embeddings. ``require_key`` makes the server check keys as a compatible gateway does
+(401, or LiteLLM's 400).
 
 Run ``python -m tests.openai_server`` to serve until killed; it prints
 ``OPENAI_BASE_URL=...`` on its first line.
@@ -595,6 +596,14 @@ class OpenAITestServer:
         """Next request(s) see the connection closed without any response."""
         self._push("drop", times, path_contains)
 
+    def usage_fault(self, kind: str, *, times: int = 1, path_contains: str | None = None) -> None:
+        """Next chat answer(s) or embeddings carry a bad ``usage``, as some proxies send it:
+        ``"missing"`` (no ``usage`` key; streams send no usage chunk), ``"null"`` (``usage``
+        null) or ``"negative"`` (every count negative). The answer itself is normal."""
+        if kind not in _USAGE_FAULTS:
+            raise ValueError(f"kind must be one of {sorted(_USAGE_FAULTS)}, not {kind!r}")
+        self._push("usage_fault", times, path_contains, usage=kind)
+
     def malformed(self, *, times: int = 1, path_contains: str | None = None) -> None:
         """Next request(s) get 200 ``application/json`` whose body is not JSON."""
         self._push("malformed", times, path_contains)
@@ -690,7 +699,7 @@ class OpenAITestServer:
                 wake.wait(action.params["seconds"])
             if action is not None and kind in ("cut_stream", "trickle"):
                 h.delivery = _Delivery(kind, action.params, wake)
-            self._route(h, record, action if kind in _CHAT_KINDS else None)
+            self._route(h, record, action if kind in _CHAT_KINDS or kind == "usage_fault" else None)
 
     def _abandoned(self, h: _Handler, seconds: float, wake: threading.Event) -> bool:
         """Wait up to ``seconds`` without answering; True (and counted) if the client hung up."""
@@ -747,7 +756,7 @@ class OpenAITestServer:
             if not isinstance(body, dict):
                 return h.send_json(400, error_body(400, "Request body must be a JSON object."))
             if path == "/v1/embeddings":
-                return self._embeddings(h, body)
+                return self._embeddings(h, body, action)
             return self._chat(h, body, action)
         return h.send_json(404, error_body(404, f"Unknown path {rec.method} {rec.path}", code="unknown_url"))
 
@@ -825,7 +834,8 @@ class OpenAITestServer:
                 for i in range(n)
             ]
             _reshape(choices, shape, "message")
-            return h.send_json(200, {**base, "object": "chat.completion", "choices": choices, "usage": usage})
+            answer = {**base, "object": "chat.completion", "choices": choices, "usage": usage}
+            return h.send_json(200, _with_usage_fault(answer, action))
         chunk = {**base, "object": "chat.completion.chunk"}
         pieces = re.findall(r"\S+\s*|\s+", content)
         events: list[Any] = []
@@ -848,11 +858,14 @@ class OpenAITestServer:
             )
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append({**chunk, "choices": [], "usage": usage})
+            if action is not None and action.kind == "usage_fault":
+                faulty = _with_usage_fault(events.pop(), action)
+                events += [faulty] if "usage" in faulty else []
         for event in events:
             _reshape(event["choices"], shape, "delta")
         h.send_sse(events)
 
-    def _embeddings(self, h: _Handler, body: dict[str, Any]) -> None:
+    def _embeddings(self, h: _Handler, body: dict[str, Any], action: _Action | None = None) -> None:
         inputs = body.get("input")
         if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
             inputs = [inputs]
@@ -871,12 +884,12 @@ class OpenAITestServer:
         tokens = sum(len(_words(t)) for t in texts)
         h.send_json(
             200,
-            {
+            _with_usage_fault({
                 "object": "list",
                 "data": data,
                 "model": body.get("model", ""),
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            },
+            }, action),
         )
 
 
@@ -894,6 +907,22 @@ def _simulator_events(content: str, finish_reason: str) -> list[dict[str, Any]]:
                        "system_fingerprint": None, "choices": [{"delta": delta}]})
         role = None
     return events
+_USAGE_FAULTS = frozenset({"missing", "null", "negative"})
+
+
+def _with_usage_fault(answer: dict[str, Any], action: _Action | None) -> dict[str, Any]:
+    """``answer`` with its ``usage`` as a ``usage_fault`` action says (unchanged without one)."""
+    if action is None or action.kind != "usage_fault":
+        return answer
+    answer = dict(answer)
+    kind = action.params["usage"]
+    if kind == "missing":
+        answer.pop("usage", None)
+    elif kind == "null":
+        answer["usage"] = None
+    else:
+        answer["usage"] = {k: -abs(int(v)) - 1 for k, v in (answer.get("usage") or {}).items()}
+    return answer
 
 
 def _reshape(choices: list[dict[str, Any]], shape: str | None, key: str) -> None:

@@ -6,8 +6,12 @@ import sys
 
 import pytest
 
-from llmkit import AzureClient
-from llmkit.base.errors import AuthenticationError, ConfigError
+import llmkit
+import llmkit.base.config
+from llmkit import AzureClient, BudgetExceededError
+from llmkit.base.errors import AuthenticationError, ConfigError, ContextLengthError
+from llmkit.base.models import cost
+from llmkit.clients import budget
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 
@@ -66,19 +70,124 @@ def test_the_azure_simulators_stream_is_read_whole(azure: OpenAITestServer) -> N
     completion = AzureClient().complete(HELLO, model="gpt-4o-mini", stream=True,
                                         on_delta=pieces.append)
     assert completion.text == "Lorem ipsum dolor sit" and "".join(pieces) == completion.text
-    assert completion.finish_reason == "length" and completion.usage == {} and completion.cost is None
+    assert completion.finish_reason == "length" and completion.usage == {} and completion.cost_estimated
     assert len(azure.requests) == 1  # not retried as a cut stream
     assert AzureClient().complete(HELLO, model="gpt-4o-mini", stream=True).text == completion.text
     assert len(azure.requests) == 1  # whole, so cached
 
 
-def test_a_streamed_answer_of_unknown_cost_counts_as_its_reservation(azure: OpenAITestServer) -> None:
-    """Money fails closed: no usage means the worst case reserved is counted as spent."""
-    import llmkit
-    from llmkit.clients import budget
+def test_a_streamed_answer_without_usage_is_priced_from_its_own_counts(azure: OpenAITestServer) -> None:
+    """Money fails closed: a simulator stream has no usage, so llmkit counts the tokens itself."""
     llmkit.force_default_value("budget_usd", 1.0)
     azure.simulator_stream("Lorem ipsum")
     prepared = AzureClient().prepare(HELLO, model="gpt-4o-mini", stream=True)
     worst = budget.estimate(prepared)
-    AzureClient().execute(prepared)
-    assert worst is not None and worst > 0 and budget.spent() == pytest.approx(worst)
+    completion = AzureClient().execute(prepared)
+    assert completion.cost_estimated and completion.cost is not None and 0 < completion.cost
+    assert worst is not None and completion.cost <= worst
+    assert budget.spent() == pytest.approx(completion.cost)
+
+
+# --- deployments priced, limited and ruled as the model they serve (AZURE_DEPLOYMENTS) -----------
+
+USAGE = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+
+
+@pytest.fixture
+def mapped(azure: OpenAITestServer, monkeypatch: pytest.MonkeyPatch) -> OpenAITestServer:
+    monkeypatch.setenv("LLMKIT_AZURE_DEPLOYMENTS",
+                       "prod-chat:gpt-4o, Think:gpt-5, embed:text-embedding-3-large")
+    return azure
+
+
+def test_a_mapped_deployment_costs_what_its_model_costs(mapped: OpenAITestServer) -> None:
+    mapped.reply("priced", usage=USAGE)  # the server names the deployment, as Azure's answers can
+    completion = AzureClient().complete(HELLO, model="prod-chat", max_tokens=10)
+    assert mapped.requests[-1].path == "/openai/deployments/prod-chat/chat/completions"
+    assert completion.request["model"] == "prod-chat"  # what was sent and is shown
+    assert completion.cost == pytest.approx(cost("gpt-4o", USAGE)) and completion.cost > 0
+    (run,) = llmkit.history()
+    assert run.cost == pytest.approx(cost("gpt-4o", USAGE))
+
+
+def test_a_reasoning_deployment_gets_reasoning_rules(mapped: OpenAITestServer) -> None:
+    llmkit.force_default_value("temperature", 0.5)
+    llmkit.force_default_value("max_tokens", 300)
+    AzureClient().complete(HELLO, model="think")  # names are case-insensitive, as on Azure
+    sent = mapped.requests[-1].body
+    assert sent["model"] == "think" and sent["max_completion_tokens"] == 300
+    assert "max_tokens" not in sent and "temperature" not in sent
+    AzureClient().complete(HELLO, model="prod-chat")
+    assert mapped.requests[-1].body["temperature"] == 0.5 and mapped.requests[-1].body["max_tokens"] == 300
+
+
+def test_a_deployment_has_its_models_limits(mapped: OpenAITestServer) -> None:
+    output_limit = llmkit.model_info("gpt-4o").max_output_tokens
+    assert output_limit is not None
+    with pytest.raises(ContextLengthError, match=f"{output_limit:,} output tokens"):
+        AzureClient().complete(HELLO, model="prod-chat", max_tokens=output_limit + 1)
+    assert mapped.requests == []
+
+
+def test_budgets_apply_to_a_mapped_deployment(mapped: OpenAITestServer) -> None:
+    prepared = AzureClient().prepare(HELLO, model="prod-chat", max_tokens=100)
+    assert prepared.priced_as == "gpt-4o"
+    worst = budget.estimate(prepared)
+    info = llmkit.model_info("gpt-4o")
+    assert info.input_price is not None and info.output_price is not None
+    prompt = llmkit.count_tokens(HELLO, "gpt-4o")
+    assert worst == pytest.approx((prompt * info.input_price + 100 * info.output_price) / 1e6)
+    llmkit.force_default_value("budget_usd", worst * 1.5)
+    mapped.reply("one", usage=USAGE)
+    AzureClient().complete(HELLO, model="prod-chat", max_tokens=100)
+    assert budget.spent() == pytest.approx(cost("gpt-4o", USAGE))
+    with pytest.raises(BudgetExceededError, match="'prod-chat'"):
+        AzureClient().complete([{"role": "user", "content": "again"}], model="prod-chat", max_tokens=100)
+    assert len(mapped.requests) == 1
+
+
+def test_an_unpriced_deployment_with_a_budget_is_refused_saying_how_to_map_it(
+        azure: OpenAITestServer) -> None:
+    llmkit.force_default_value("daily_budget_usd", 5)
+    with pytest.raises(BudgetExceededError) as info:
+        AzureClient().complete(HELLO, model="prod-chat", max_tokens=10)
+    message = str(info.value)
+    assert "no price for 'prod-chat'" in message and "nothing was sent" in message
+    assert "AZURE_DEPLOYMENTS = prod-chat:gpt-4o" in message and "LLMKIT_AZURE_DEPLOYMENTS" in message
+    with pytest.raises(BudgetExceededError, match="AZURE_DEPLOYMENTS = embed:"):
+        AzureClient().get_embedding("text", model="embed")
+    assert azure.requests == []
+
+
+def test_an_unmapped_deployment_is_priced_as_the_model_the_server_names(azure: OpenAITestServer) -> None:
+    azure.reply("named", usage=USAGE, model="gpt-4o-2024-05-13")
+    completion = AzureClient().complete(HELLO, model="prod-chat", max_tokens=10)
+    assert completion.cost == pytest.approx(cost("gpt-4o-2024-05-13", USAGE)) and completion.cost > 0
+    assert completion.paid == completion.cost
+
+
+def test_a_mapped_embedding_deployment_is_priced(mapped: OpenAITestServer) -> None:
+    llmkit.force_default_value("budget_usd", 1)
+    AzureClient().get_embedding(["three little words"], model="embed")
+    (run,) = llmkit.history()
+    tokens = 3  # the test server counts words
+    assert run.cost == pytest.approx(cost("text-embedding-3-large", {"prompt_tokens": tokens}))
+    assert budget.spent() == pytest.approx(run.cost) and run.cost > 0
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("prod-chat:gpt-4o, think:gpt-5", {"prod-chat": "gpt-4o", "think": "gpt-5"}),
+    ({"Prod-Chat": "gpt-4o"}, {"prod-chat": "gpt-4o"}),  # a dict given in code
+    ("ft:ft:gpt-4o-mini:org::id", {"ft": "ft:gpt-4o-mini:org::id"}),
+    ("", None),
+])
+def test_the_mapping_is_read_from_text_or_a_dict(value: object, expected: object) -> None:
+    llmkit.force_default_value("azure_deployments", value)
+    assert llmkit.base.config.resolve()["azure_deployments"] == expected
+
+
+@pytest.mark.parametrize("value", ["prod-chat", "prod-chat:", ":gpt-4o", "a b:gpt-4o", "x:gpt 4o"])
+def test_a_bad_mapping_says_what_is_expected(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"AZURE_DEPLOYMENTS = .* expected deployment:model pairs "
+                                          r"separated by commas, e\.g\. prod-chat:gpt-4o"):
+        llmkit.force_default_value("azure_deployments", value)

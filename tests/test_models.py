@@ -13,7 +13,7 @@ import pytest
 
 from llmkit.base import models, refresh_models
 from llmkit.base.errors import ConfigError
-from llmkit.base.models import ModelInfo, chat_models, cost, model_info
+from llmkit.base.models import ModelInfo, chat_models, cost, model_info, token_cost
 
 DATA = Path(models.__file__).with_name("models.json")
 FIELDS = {"max_input_tokens", "max_output_tokens", "input_price", "cached_input_price",
@@ -295,3 +295,12 @@ def test_refresh_selects_and_renders() -> None:
     data_out = json.loads(text)
     assert (data_out["litellm_version"], data_out["refreshed"]) == ("9.9.9", "2030-01-02")
     assert data_out["models"] == kept
+
+
+def test_token_cost_never_gives_a_negative_or_infinite_amount() -> None:
+    assert token_cost("gpt-5", 1000, 100) == pytest.approx(cost("gpt-5", {
+        "prompt_tokens": 1000, "completion_tokens": 100}))
+    assert token_cost("gpt-5", 10**400, 0) is None  # too large for a float
+    assert cost("gpt-5", {"prompt_tokens": 10**400, "completion_tokens": 0}) is None
+    assert token_cost("gpt-5", -10, 0) is None
+    assert token_cost("my-own-model", 10, 10) is None

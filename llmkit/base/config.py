@@ -22,6 +22,7 @@ from __future__ import annotations
 import configparser
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -85,6 +86,30 @@ def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return optional
 
 
+_DEPLOYMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _deployments(text: str) -> dict[str, str]:
+    """``prod-chat:gpt-4o, think:gpt-5`` → ``{"prod-chat": "gpt-4o", "think": "gpt-5"}``, names in
+    lower case (Azure's are case-insensitive). A dict given in code arrives as its repr: its
+    braces and quotes are dropped."""
+    pairs: dict[str, str] = {}
+    for item in text.strip().strip("{}").split(","):
+        if not item.strip():
+            continue
+        name, colon, model = item.partition(":")
+        name, model = name.strip().strip("'\""), model.strip().strip("'\"")
+        if not colon or not _DEPLOYMENT.fullmatch(name) or not model or any(c.isspace() for c in model):
+            raise ValueError
+        pairs[name.lower()] = model
+    if not pairs:
+        raise ValueError
+    return pairs
+
+
+_deployments.expected = ("deployment:model pairs separated by commas, "  # type: ignore[attr-defined]
+                         "e.g. prod-chat:gpt-4o, think:gpt-5")
+
 SCHEMA: dict[str, Callable[[str], Any]] = {
     "api_type": _text,
     "model": _text,
@@ -108,6 +133,7 @@ SCHEMA: dict[str, Callable[[str], Any]] = {
     "azure_endpoint": _text,
     "azure_api_key": _text,
     "azure_api_version": _text,
+    "azure_deployments": _optional(_deployments),
     "template_path": _text,
     "max_concurrency": _number(1, 1000, int),
     "rpm": _optional(_number(0.001, 1e9)),
@@ -122,6 +148,7 @@ SCHEMA: dict[str, Callable[[str], Any]] = {
     "history_path": _text,
     "budget_usd": _optional(_number(0, 1e9)),
     "daily_budget_usd": _optional(_number(0, 1e9)),
+    "ledger_path": _text,
 }
 """Every configuration key (lower case) and the parser that checks its value."""
 

@@ -13,6 +13,7 @@ when the table has one (``gpt-4o-2024-05-13``), else the model it is a snapshot 
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["ModelInfo", "chat_models", "cost", "model_info"]
+__all__ = ["ModelInfo", "chat_models", "cost", "model_info", "token_cost"]
 
 _DATA = Path(__file__).with_name("models.json")
 _ENCODINGS = frozenset(
@@ -127,9 +128,23 @@ def cost(model: str, usage: Mapping[str, Any] | None) -> float | None:
         cached = _count(details.get("cached_tokens"))
     if prompt is None or completion is None or cached is None or cached > prompt:
         return None
+    return token_cost(model, prompt, completion, cached)
+
+
+def token_cost(model: str, prompt: int, completion: int, cached: int = 0) -> float | None:
+    """USD for token counts at ``model``'s prices (``cached`` of the ``prompt`` tokens at the cached
+    price); None when the model has no price, or the counts give no finite, non-negative cost (a
+    count too large for a float), so that nothing absurd is ever added to a spend."""
+    info = model_info(model)
+    if info.input_price is None or info.output_price is None:
+        return None
     cached_price = info.cached_input_price if info.cached_input_price is not None else info.input_price
-    return ((prompt - cached) * info.input_price + cached * cached_price
-            + completion * info.output_price) / 1_000_000
+    try:
+        usd = ((prompt - cached) * info.input_price + cached * cached_price
+               + completion * info.output_price) / 1_000_000
+    except OverflowError:
+        return None
+    return usd if math.isfinite(usd) and usd >= 0 else None
 
 
 def _order(name: str) -> tuple[Any, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,8 @@ class Completion:
     """One chat completion: what was sent, what came back, how long it took, cache hit or not.
 
     ``request`` holds the model, messages and sampling parameters (never credentials);
-    ``response`` is the API's JSON answer.
+    ``response`` is the API's JSON answer; ``priced_as`` the model whose prices apply
+    (`Prepared.priced_as`: on Azure the model a deployment serves; None: the request's model).
     """
 
     request: dict[str, Any]
@@ -23,6 +25,7 @@ class Completion:
     latency: float
     cached: bool
     api_type: str = "openai"
+    priced_as: str | None = None
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -57,11 +60,57 @@ class Completion:
 
     @property
     def cost(self) -> float | None:
-        """USD for this answer's usage at the prices of the model asked for (not the one the
-        server names: a server could name a cheaper one), cached prompt tokens at the cached
-        price, whether or not it was paid now; None when the price or the usage is unknown."""
-        return models.cost(str(self.request.get("model") or self.model),
-                           self.response.get("usage"))
+        """USD for this answer's usage at the prices of the model asked for (`priced_as`; the
+        model the server names only when that one has no known price: a server could name a
+        cheaper one), cached prompt tokens at the cached price, whether or not it was paid now.
+        When the server's usage is missing, null, negative or not token counts, the cost is
+        estimated from llmkit's own counts (`cost_estimated`), never taken as $0. None when no
+        price is known."""
+        return self._priced[0]
+
+    @property
+    def cost_estimated(self) -> bool:
+        """True when `cost` comes from llmkit's token counts (the prompt, and the answer's text),
+        because the server's usage was missing or not valid token counts (a proxy without usage)."""
+        return self._priced[1]
+
+    @functools.cached_property
+    def _priced(self) -> tuple[float | None, bool]:
+        """(`cost`, `cost_estimated`), worked out once."""
+        asked = self.priced_as or str(self.request.get("model") or "")
+        named = self.response.get("model")
+        for model in (asked, named) if isinstance(named, str) and named != asked else (asked,):
+            info = models.model_info(model)
+            if info.input_price is None or info.output_price is None:
+                continue
+            reported = models.cost(model, self.response.get("usage"))
+            if reported is not None:
+                return reported, False
+            return models.token_cost(model, *self._own_counts(info.encoding)), True
+        return None, False
+
+    def _own_counts(self, encoding: str) -> tuple[int, int]:
+        """Prompt and answer tokens as llmkit counts them: the request's messages (and tools) or
+        embedding input, and every choice's text, refusal and tool calls."""
+        from . import tokens
+        if "messages" not in self.request:  # an embedding: only its input is paid for
+            texts = self.request.get("input")
+            texts = [texts] if isinstance(texts, str) else texts if isinstance(texts, list) else []
+            return sum(tokens.count_text(t, encoding) for t in texts if isinstance(t, str)), 0
+        tools = self.request.get("tools")
+        prompt = tokens.count_tokens([m for m in self.messages if isinstance(m, dict)], encoding,
+                                     tools=tools if isinstance(tools, list) else None)
+        written = []
+        for choice in self.response.get("choices") or ():
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if not isinstance(message, dict):
+                continue
+            written += [message.get("content"), message.get("refusal")]
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    written += [function.get("name"), function.get("arguments")]
+        return prompt, sum(tokens.count_text(t, encoding) for t in written if isinstance(t, str))
 
     @property
     def paid(self) -> float | None:

@@ -14,7 +14,8 @@ ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 
 class AzureClient(OpenAIClient):
-    """Azure OpenAI. The ``model`` argument names the deployment.
+    """Azure OpenAI. The ``model`` argument names the deployment; ``AZURE_DEPLOYMENTS`` says which
+    model each deployment serves (for prices, budgets, limits and reasoning rules).
 
     Uses ``AZURE_OPENAI_ENDPOINT``, ``AZURE_API_VERSION`` and ``AZURE_OPENAI_KEY`` (or
     ``AZURE_OPENAI_API_KEY``); with no key it signs in with Microsoft Entra ID through
@@ -30,6 +31,12 @@ class AzureClient(OpenAIClient):
             raise ConfigError("Azure needs an endpoint: set AZURE_OPENAI_ENDPOINT (or AZURE_ENDPOINT "
                               "in config.ini), e.g. https://my-resource.openai.azure.com")
         return str(endpoint).rstrip("/")
+
+    def priced_as(self, settings: Mapping[str, Any], model: str) -> str:
+        """The model deployment ``model`` serves, from ``AZURE_DEPLOYMENTS``; a deployment not
+        listed is taken as named (one called ``gpt-4o`` is gpt-4o)."""
+        deployments = settings.get("azure_deployments") or {}
+        return str(deployments.get(model.lower(), model))
 
     def credentials_configured(self, settings: Mapping[str, Any] | None = None) -> bool:
         s = settings if settings is not None else self.settings()

@@ -18,7 +18,6 @@ from typing import Any
 
 from ..base import config
 from ..base.errors import AuthenticationError, CallError, InvalidRequestError, LLMKitWarning
-from ..base.models import cost
 from ..base.result import Completion
 from ..base.secrets import SECRET_KEYS
 from . import answers, boundary, budget, history, limiter, store
@@ -74,6 +73,11 @@ class OpenAIClient:
     def credentials_configured(self, settings: Mapping[str, Any] | None = None) -> bool:
         s = settings if settings is not None else self.settings()
         return bool(s.get("api_key")) or bool(s.get("base_url"))
+
+    def priced_as(self, settings: Mapping[str, Any], model: str) -> str:
+        """The model whose prices, limits, reasoning rules and encoding apply to ``model`` as this
+        client names it: the model itself (Azure maps deployment names)."""
+        return model
 
     def _new_sdk_client(self, s: Mapping[str, Any]) -> Any:
         import openai
@@ -157,7 +161,7 @@ class OpenAIClient:
             hit = store.lookup(p)
             if hit is not None:
                 completion = Completion(p.public, hit, time.perf_counter() - p.started, True,
-                                        p.api_type)
+                                        p.api_type, p.priced_as)
                 if accept is not None:
                     accept(completion)
                 if on_delta is not None and completion.text:
@@ -216,10 +220,10 @@ class OpenAIClient:
                 raise
             gate.succeeded(response)
             completion = Completion(p.public, response, time.perf_counter() - p.started, False,
-                                    p.api_type)
-        finally:  # an answer whose cost is unknown (no usage) counts as the worst case reserved
+                                    p.api_type, p.priced_as)
+        finally:  # an answer that cannot be priced counts as the worst case held (fails closed)
             paid = None if completion is None else completion.paid
-            budget.settle(reserved, reserved if completion is not None and paid is None else paid)
+            budget.settle(reserved, reserved.worst if completion is not None and paid is None else paid)
         return completion
 
     # -- embeddings -----------------------------------------------------------------------------
@@ -256,7 +260,7 @@ class OpenAIClient:
         history.record(whole, Completion(whole.public, {
             "model": whole.request["model"], "usage": usage,
             "choices": [{"message": summary, "finish_reason": "stop"}]},
-            time.perf_counter() - whole.started, not missing, whole.api_type))
+            time.perf_counter() - whole.started, not missing, whole.api_type, whole.priced_as))
         return vectors[0] if single else vectors
 
     def _embed(self, whole: Prepared, batch: list[str], prepared: list[Prepared],
@@ -282,8 +286,9 @@ class OpenAIClient:
                 _advise(exc, self.advice(exc, whole))
                 raise
         finally:
-            budget.settle(reserved, None if data is None else
-                          cost(str(whole.request["model"]), data.get("usage")))
+            budget.settle(reserved, None if data is None else Completion(
+                {**whole.public, "input": batch}, data, 0.0, False, whole.api_type,
+                whole.priced_as).paid)
         for i, vector in zip(missing, answers.embedding_vectors(data, len(batch)), strict=True):
             found[i] = {"embedding": vector}
             store.keep(prepared[i], found[i])

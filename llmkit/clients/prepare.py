@@ -57,6 +57,9 @@ class Prepared:
     history: str | None  # the run history's file (None: HISTORY is off)
     settings: Settings = field(repr=False)  # for the SDK client; its repr hides credentials
     started: float = field(default_factory=time.perf_counter, repr=False)
+    # The model whose table entry (price, limits, reasoning rules, encoding) applies: the request's
+    # model, or on Azure the model a deployment serves (AZURE_DEPLOYMENTS; see client.priced_as).
+    priced_as: str = ""
 
     @functools.cached_property
     def secrets(self) -> tuple[str, ...]:
@@ -66,7 +69,8 @@ class Prepared:
 
 
 def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
-            options: Mapping[str, Any], *, stream: bool, cache: bool | None) -> Prepared:
+            options: Mapping[str, Any], *, stream: bool, cache: bool | None,
+            priced_as: str) -> Prepared:
     if cache is not None and not isinstance(cache, bool):
         raise ConfigError(f"cache={cache!r} is not valid: expected True, False or None (configured)")
     use_cache = bool(s["cache_api_calls"]) if cache is None else cache
@@ -87,7 +91,8 @@ def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
     return Prepared(kind, client.api_type, endpoint, request, public, key, use_cache, cache_dir,
                     s["replay"] or None, s["record"] or None, bool(stream),
                     options.get("timeout") or s["timeout"], policy, s["rpm"], s["tpm"],
-                    _history_path(s["history"], s["history_path"], cache_dir), s)
+                    _history_path(s["history"], s["history_path"], cache_dir), s,
+                    priced_as=priced_as)
 
 
 def history_path(s: Settings) -> str | None:
@@ -129,7 +134,8 @@ def prepare_chat(client: Any, s: Settings, messages: Any, params: Mapping[str, A
     model = api.pop("model", None) or s["model"]
     if not model:
         raise ConfigError("no model: pass model=... or set MODEL in config.ini")
-    info = model_info(model)
+    priced_as = client.priced_as(s, model)  # a deployment's model on Azure: its rules apply
+    info = model_info(priced_as)
     request: dict[str, Any] = {"model": model, "messages": checked_messages(messages)}
     if not getattr(client, "vision", True):
         check_no_images(request["messages"], client.api_type, model)
@@ -152,8 +158,9 @@ def prepare_chat(client: Any, s: Settings, messages: Any, params: Mapping[str, A
         del api["n"]
     check_stop(api.get("stop"), getattr(client, "max_stop", None), client.api_type)
     request.update(api)
-    check_limits(request)
-    return _common(client, s, "chat", request, options, stream=stream, cache=cache)
+    check_limits(request, priced_as)
+    return _common(client, s, "chat", request, options, stream=stream, cache=cache,
+                   priced_as=priced_as)
 
 
 def prepare_embeddings(client: Any, s: Settings, texts: Sequence[str], params: Mapping[str, Any],
@@ -165,8 +172,9 @@ def prepare_embeddings(client: Any, s: Settings, texts: Sequence[str], params: M
         raise ConfigError("no embedding model: pass model=... or set EMBEDDING_MODEL in config.ini")
     for i, text in enumerate(texts):
         check_text(text, f"get_embedding text {i}")
+    priced_as = client.priced_as(s, model)
     return [_common(client, s, "embedding", {"model": model, "input": text, **api}, options,
-                    stream=False, cache=cache) for text in texts]
+                    stream=False, cache=cache, priced_as=priced_as) for text in texts]
 
 
 def checked_messages(messages: Any) -> list[dict[str, Any]]:
@@ -239,9 +247,10 @@ def check_stop(stop: Any, most: int | None, api_type: str) -> None:
                       f"that matter most")
 
 
-def check_limits(request: Mapping[str, Any]) -> None:
+def check_limits(request: Mapping[str, Any], model: str | None = None) -> None:
     """Raise `ContextLengthError` before sending what the model cannot take: a prompt over its
-    input limit, or an output limit over its output limit (`llmkit.base.tokens.check_context`)."""
+    input limit, or an output limit over its output limit (`llmkit.base.tokens.check_context`).
+    ``model``: the model whose limits apply (`Prepared.priced_as`), else the request's."""
     asked = request.get("max_tokens") or request.get("max_completion_tokens")
-    tokens.check_context(request["messages"], str(request["model"]), asked,
+    tokens.check_context(request["messages"], model or str(request["model"]), asked,
                          tools=request.get("tools"))
