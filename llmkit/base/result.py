@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import hooks, models
+from . import hooks
 
 __all__ = ["Completion", "Result"]
 
@@ -60,6 +60,7 @@ class Completion:
         """USD for this answer's usage at the prices of the model asked for (not the one the
         server names: a server could name a cheaper one), cached prompt tokens at the cached
         price, whether or not it was paid now; None when the price or the usage is unknown."""
+        from . import models  # the model table's code loads with the first priced answer
         return models.cost(str(self.request.get("model") or self.model),
                            self.response.get("usage"))
 

@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 
 from ..base import config
 from ..base.result import Completion, Result
-from ..clients import registry
 
 __all__ = ["Answer", "send"]
 
@@ -36,8 +35,9 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
          on_delta: Callable[[str], None] | None = None, cache: bool | None = None,
          **params: Any) -> Answer:
     """Send ``messages`` (with ``output`` type and ``tools`` if given) and return the `Answer`."""
+    from ..clients.registry import client_for  # the client chain loads with the first call
     settings = config.resolve()
-    chosen = client or registry.client_for(settings)
+    chosen = client or client_for(settings)
     if output is str:  # plain text needs no schema
         output = None
     if output is None and not tools:  # the common case, kept short: it is most of a cache hit
