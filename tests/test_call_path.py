@@ -116,6 +116,46 @@ def test_configuration_is_read_once_per_call_and_reused(
     assert llm.requests[-1].body["temperature"] == 0.3 and len(layers_read) == 2
 
 
+def _forced_send_message(messages: list[dict[str, str]]) -> Any:
+    llmkit.force_api_type("openai")
+    return llmkit.client().send_message(messages)
+
+
+_HIT_WAYS: dict[str, Callable[[list[dict[str, str]]], Any]] = {
+    "LLMCall.call": lambda m: LLMCall("s", m[-1]["content"]).call(),
+    "LLMCall.run": lambda m: LLMCall("s", m[-1]["content"]).run(),
+    "LLMChat.call": lambda m: llmkit.LLMChat(system_prompt="s", user_prompt=m[-1]["content"]).call(),
+    "@llm": lambda m: llmkit.llm()(lambda: m[-1]["content"])(),
+    "OpenAIClient.complete": lambda m: OpenAIClient().complete(m),
+    "OpenAIClient.send_message": lambda m: OpenAIClient().send_message(m),
+    "client().send_message, api type forced": _forced_send_message,
+    "get_embedding": lambda m: OpenAIClient().get_embedding(m[-1]["content"]),
+}
+
+
+@pytest.mark.parametrize("way", list(_HIT_WAYS))
+def test_a_cache_hit_reads_the_configuration_once(
+        llm: OpenAITestServer, monkeypatch: pytest.MonkeyPatch, way: str) -> None:
+    """Each read costs an ``os.stat``, an ``os.getcwd`` and the environment (``_fingerprint``):
+    the call path reads once and passes the `Settings` down."""
+    send = _HIT_WAYS[way]
+    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": f"hit {way}"}]
+    send(messages)  # a miss: now cached
+    sent = len(llm.requests)
+    reads = []
+    real = config._fingerprint
+
+    def counting() -> Any:
+        reads.append(1)
+        return real()
+
+    monkeypatch.setattr(config, "_fingerprint", counting)
+    for _ in range(3):
+        assert send(messages)
+    assert len(llm.requests) == sent  # three cache hits, nothing sent
+    assert len(reads) == 3, f"{way}: {len(reads)} configuration reads for 3 cache hits"
+
+
 @pytest.mark.parametrize("bad", ["soon", -1, 0, float("nan")])
 def test_timeout_is_validated_like_every_other_value(llm: OpenAITestServer, bad: Any) -> None:
     with pytest.raises(ConfigError, match="TIMEOUT"):

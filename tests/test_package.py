@@ -13,11 +13,17 @@ from llmkit.base.config import SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 
+HEAVY = ("openai", "tiktoken", "IPython", "ipywidgets", "pydantic", "redis", "jinja2", "diskcache",
+         "sqlite3")
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
 
 def test_import_stays_light() -> None:
-    code = ("import sys, llmkit; heavy = [m for m in ('openai', 'tiktoken', 'IPython', 'ipywidgets') "
-            "if m in sys.modules]; print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = _run(f"import sys, llmkit; print([m for m in {HEAVY!r} if m in sys.modules])")
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
 
@@ -118,3 +124,34 @@ def test_the_readme_configuration_table_lists_every_key() -> None:
     rows = [line for line in _configuration_table().splitlines() if line.startswith("| `")]
     in_table = {key for row in rows for key in re.findall(r"`([A-Z_]+)`", row.split("|")[1])}
     assert in_table == {key.upper() for key in SCHEMA}
+def test_every_public_name_imports_in_a_fresh_interpreter_and_is_listed() -> None:
+    """Names imported on first use work with ``from llmkit import X`` and show in ``dir()``."""
+    code = ("import llmkit\n"
+            "missing = sorted(set(llmkit.__all__) - set(dir(llmkit)))\n"
+            "for name in llmkit.__all__:\n"
+            "    exec(f'from llmkit import {name}')\n"
+            "from llmkit import OpenAIClient, client\n"
+            "print(missing, client is llmkit.client, OpenAIClient.__module__)")
+    out = _run(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "True", "llmkit.clients.openai_client"]
+
+
+def test_a_broken_module_fails_loudly_when_its_name_is_used() -> None:
+    """Loading a name on first use hides no error: an import error surfaces as itself, and an
+    unknown name is an AttributeError."""
+    code = ("import sys; sys.modules['llmkit.base.tokens'] = None\n"
+            "import llmkit\n"
+            "try:\n"
+            "    from llmkit import count_tokens\n"
+            "except ImportError as exc:\n"
+            "    print('ImportError', exc.name)\n"
+            "try:\n"
+            "    llmkit.no_such_name\n"
+            "except AttributeError as exc:\n"
+            "    print('AttributeError', exc)")
+    out = _run(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "ImportError llmkit.base.tokens",
+        "AttributeError module 'llmkit' has no attribute 'no_such_name'"]

@@ -19,7 +19,6 @@ key would be sent there (`Settings.check_key_destination`, which also honours `T
 
 from __future__ import annotations
 
-import configparser
 import math
 import os
 import re
@@ -214,6 +213,7 @@ def _read_file(path: Path) -> dict[str, tuple[str, str]]:
     cached = _file_cache.get(path)
     if cached and cached[0] == mtime:
         return cached[1]
+    import configparser  # with the first file read: not on `import llmkit`
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(path, encoding="utf-8")

@@ -25,7 +25,6 @@ import stat
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ def image_tokens(width: int | None, height: int | None, detail: str = "auto") ->
         return LOW_DETAIL_TOKENS
     if not width or not height or width <= 0 or height <= 0:
         return MAX_IMAGE_TOKENS
+    from fractions import Fraction  # (and decimal) only when an image is counted
     w, h = Fraction(width), Fraction(height)
     scale = min(Fraction(1), Fraction(2048) / max(w, h))  # fit in 2048 x 2048 (never enlarge)
     w, h = w * scale, h * scale

@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from . import hooks, models
+from . import hooks
 
 __all__ = ["Completion", "Result"]
 
@@ -77,6 +77,7 @@ class Completion:
     @functools.cached_property
     def _priced(self) -> tuple[float | None, bool]:
         """(`cost`, `cost_estimated`), worked out once."""
+        from . import models  # the model table's code loads with the first priced answer
         asked = self.priced_as or str(self.request.get("model") or "")
         named = self.response.get("model")
         for model in (asked, named) if isinstance(named, str) and named != asked else (asked,):

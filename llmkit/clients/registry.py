@@ -73,9 +73,14 @@ def _lookup(api_type: str) -> OpenAIClient:
 
 
 def client(api_type: str | None = None) -> OpenAIClient:
-    """The active client: the forced api type, else the configured ``API_TYPE``."""
-    if api_type is not None:
-        return _lookup(api_type)
+    """The active client: the forced api type, else the configured ``API_TYPE``.
+
+    A forced api type needs no configuration read, so ``client().send_message(...)`` then reads
+    it once (in the call), as `LLMCall` does."""
+    chosen = api_type if api_type is not None else _forced_api_type
+    if chosen is not None:
+        found = _clients.get(chosen)  # the common case, without the lock
+        return found if found is not None else _lookup(chosen)
     return client_for(config.resolve())
 
 
