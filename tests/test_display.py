@@ -15,8 +15,9 @@ from llmkit import LLMCall
 from llmkit.base.errors import LLMKitError
 from llmkit.base.models import cost as model_cost
 from llmkit.base.tokens import count_tokens
-from llmkit.notebook import context, display
-from llmkit.notebook.kit import format_cost
+from llmkit.base import hooks
+from llmkit.base.money import format_cost
+from llmkit.notebook import display
 from llmkit.notebook.widgets import CallView
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
@@ -144,15 +145,15 @@ def test_a_clients_own_key_is_hidden_too(llm: OpenAITestServer, monkeypatch: pyt
 def test_displays_are_static_even_inside_a_kernel(
         llm: OpenAITestServer, monkeypatch: pytest.MonkeyPatch) -> None:
     result = LLMCall("s", "u").call()
-    assert context.in_kernel() is False and set(result._repr_mimebundle_()) == FALLBACKS
-    monkeypatch.setattr(context, "in_kernel", lambda: True)  # no widget: it would not survive a reopen
+    assert hooks.in_kernel() is False and set(result._repr_mimebundle_()) == FALLBACKS
+    monkeypatch.setattr(hooks, "in_kernel", lambda: True)  # no widget: it would not survive a reopen
     bundle = result._repr_mimebundle_()
     assert set(bundle) == FALLBACKS and bundle["text/plain"].startswith("Result · ")
 
 
 def test_terminal_ipython_is_not_a_kernel() -> None:
-    code = ("import sys; from llmkit.notebook import context; "
-            "print(context.in_kernel(), type(get_ipython()).__name__)")
+    code = ("import sys; from llmkit.base import hooks; "
+            "print(hooks.in_kernel(), type(get_ipython()).__name__)")
     out = subprocess.run([sys.executable, "-m", "IPython", "--quick", "--no-banner", "-c", code],
                          capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "TerminalInteractiveShell"]

@@ -24,7 +24,7 @@ from llmkit.calls import progress_line
 from llmkit.clients import budget
 from llmkit.notebook import display, progress
 from llmkit.notebook.history_browser import ALL_MODELS, HistoryBrowser
-from llmkit.notebook.kit import format_cost
+from llmkit.base.money import format_cost
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 from tests.test_display import RAW_HTML, XSS

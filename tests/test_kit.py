@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from markdown_it import MarkdownIt
 
-from llmkit.notebook.kit import code_span, fence, format_cost, markdown_html, safe_markdown
+from llmkit.base.money import format_cost
+from llmkit.notebook.kit import code_span, fence, markdown_html, safe_markdown
 
 FRONT_END = MarkdownIt("commonmark", {"html": True})  # what a notebook does with text/markdown
 

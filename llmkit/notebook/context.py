@@ -1,5 +1,6 @@
-"""Whether code runs inside a Jupyter kernel (`in_kernel`), and where: the notebook's path and the
-cell's id, for the run history (`where`).
+"""Where a call runs inside a Jupyter kernel: the notebook's path and the cell's id, for the run
+history (`where`). Whether it runs in a kernel at all is `llmkit.base.hooks.in_kernel`, since the
+lower layers ask it before they reach for the notebook layer.
 
 JupyterLab (and Notebook 7) send the cell's id with each execute request (``metadata.cellId``),
 and jupyter_server starts a notebook's kernel with ``JPY_SESSION_NAME`` set to the notebook's
@@ -12,22 +13,11 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["in_kernel", "where"]
+__all__ = ["where"]
 
 
 def _text(value: Any, longest: int) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= longest else None
-
-
-def in_kernel() -> bool:
-    """True inside a live Jupyter kernel (the IPython shell is ipykernel's ``ZMQInteractiveShell``).
-
-    Looks only at modules already imported, so plain Python never imports IPython here.
-    """
-    zmqshell, ipython = sys.modules.get("ipykernel.zmqshell"), sys.modules.get("IPython")
-    if zmqshell is None or ipython is None:
-        return False
-    return isinstance(ipython.get_ipython(), zmqshell.ZMQInteractiveShell)
 
 
 def where() -> tuple[str | None, str | None] | None:

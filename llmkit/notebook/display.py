@@ -13,8 +13,6 @@ from typing import Any
 
 from ..base.runs import Run, Runs, Spend
 from . import runs_display
-from .context import in_kernel  # noqa: F401  progress.py imports it from here until it is repointed
-from .kit import format_cost  # noqa: F401  progress.py imports it from here until it is repointed
 from .renderers import to_html, to_markdown, to_text
 from .summary import summarize
 

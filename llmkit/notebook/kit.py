@@ -26,7 +26,6 @@ __all__ = [
     "WARN_STYLE",
     "code_span",
     "fence",
-    "format_cost",
     "markdown_html",
     "safe_markdown",
 ]
@@ -53,13 +52,6 @@ WARN_STYLE = ("margin:0 0 6px 0;padding:3px 8px;border-radius:4px;font-weight:60
 BADGE_ATTRS = ('class="llmkit-cache-hit" style="background:var(--jp-success-color1,#2e7d32);color:white;'
                'border-radius:3px;padding:0 5px;white-space:nowrap"')
 """Attributes of the "cache hit" badge."""
-
-
-def format_cost(cost: float | None) -> str:
-    """``"$0.000150"``-style text, or ``"n/a"`` for an unknown price."""
-    if cost is None:
-        return "n/a"
-    return f"${cost:.2f}" if cost >= 1 else f"${cost:.6f}"
 
 
 # -- Markdown -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 
+from ..base.money import format_cost
 from .kit import (
     BADGE_ATTRS,
     BOX_STYLE,
@@ -21,7 +22,6 @@ from .kit import (
     WARN_STYLE,
     code_span,
     fence,
-    format_cost,
     markdown_html,
     safe_markdown,
 )

@@ -22,7 +22,8 @@ from ..base.secrets import HIDDEN, is_credential
 from ..clients import budget
 from ..clients.history import spend
 from ..clients.params import CHAT, EMBEDDING
-from .kit import BOX_STYLE, format_cost
+from ..base.money import format_cost
+from .kit import BOX_STYLE
 from .renderers import to_html, to_markdown, to_text
 from .summary import CallSummary, scrubber_for, summarize
 

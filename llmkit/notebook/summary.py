@@ -68,7 +68,7 @@ def summarize(obj: Any) -> CallSummary:
                                                           scrub(_message_text(m)))
                                               for m in obj.messages])
     if not isinstance(obj, LLMCall):
-        raise LLMKitError(f"llmkit.display: cannot display a {type(obj).__name__}; "
+        raise LLMKitError(f"llmkit.notebook.display: cannot display a {type(obj).__name__}; "
                           f"pass an LLMCall, a Result or a Completion")
     if obj.completion is not None:
         return replace(_from_completion("LLMCall", obj.completion, scrub), variables=obj.variables)
