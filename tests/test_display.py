@@ -12,11 +12,11 @@ from markdown_it import MarkdownIt
 
 import llmkit
 from llmkit import LLMCall
+from llmkit.base import hooks
 from llmkit.base.errors import LLMKitError
 from llmkit.base.models import cost as model_cost
-from llmkit.base.tokens import count_tokens
-from llmkit.base import hooks
 from llmkit.base.money import format_cost
+from llmkit.base.tokens import count_tokens
 from llmkit.notebook import display
 from llmkit.notebook.widgets import CallView
 from tests.conftest import SECRET

@@ -20,11 +20,11 @@ import llmkit
 from llmkit import LLMCall
 from llmkit.base import config
 from llmkit.base.errors import ConfigError
+from llmkit.base.money import format_cost
 from llmkit.calls import progress_line
 from llmkit.clients import budget
 from llmkit.notebook import display, progress
 from llmkit.notebook.history_browser import ALL_MODELS, HistoryBrowser
-from llmkit.base.money import format_cost
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 from tests.test_display import RAW_HTML, XSS

@@ -17,12 +17,12 @@ from datetime import date, datetime
 from typing import Any
 
 from ..base import config
+from ..base.money import format_cost
 from ..base.runs import Run, Runs, Spend, prompt_text
 from ..base.secrets import HIDDEN, is_credential
 from ..clients import budget
 from ..clients.history import spend
 from ..clients.params import CHAT, EMBEDDING
-from ..base.money import format_cost
 from .kit import BOX_STYLE
 from .renderers import to_html, to_markdown, to_text
 from .summary import CallSummary, scrubber_for, summarize
