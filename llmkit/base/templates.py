@@ -10,19 +10,16 @@ import inspect
 import os
 import re
 import types
-from functools import lru_cache, wraps
 from pathlib import Path
 from typing import Any
 
 from .errors import MissingVariableError, TemplateError
+from .template_sandbox import CallableOutput, Refused, environment, short
 
 __all__ = ["Template", "template_path"]
 
 PACKAGE_TEMPLATES = Path(__file__).with_name("templates")
 _FILE_NAME = re.compile(r"^[\w./\\-]+\.[A-Za-z0-9]+$")
-_MAX_ITEMS = 1_000_000  # characters or items one `*` or padding (ljust, center, ...) may make
-_MAX_BITS = 100_000  # bits an integer `*` or `**` may make (str() stops at 4300 digits anyway)
-_PADDING = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
 
 
 def template_path() -> list[Path]:
@@ -31,131 +28,6 @@ def template_path() -> list[Path]:
     extra = resolve().template_path or ""
     folders = [Path(p).expanduser() for p in extra.split(os.pathsep) if p]
     return [*folders, Path.cwd() / "templates", PACKAGE_TEMPLATES]
-
-
-class _Refused(Exception):
-    """Raised inside a render by the sandbox's guards; `Template` turns it into `TemplateError`."""
-
-
-class _CallableOutput(Exception):
-    """``{{ x }}`` gave a callable (a method not called, say): raised by the `finalize` hook."""
-
-    def __init__(self, value: Any) -> None:
-        super().__init__(value)
-        self.value = value
-
-
-@lru_cache(maxsize=1)
-def _environment() -> Any:
-    from jinja2 import StrictUndefined, Undefined
-    from jinja2.sandbox import SandboxedEnvironment
-
-    def finalize(value: Any) -> Any:
-        # Called on the value of every {{ }}; StrictUndefined is callable but raises on str().
-        if callable(value) and not isinstance(value, Undefined):
-            raise _CallableOutput(value)
-        return value
-
-    class Sandbox(SandboxedEnvironment):
-        """The sandbox, plus limits on what `*`, `**` and padding may make (else MemoryError)."""
-
-        # Intercepted operators go through call_binop, and are not folded at compile time.
-        intercepted_binops = frozenset({"*", "**", "%"})
-
-        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-            if operator == "*":
-                _check_repeat(left, right)
-            elif operator == "**":
-                _check_power(left, right)
-            elif isinstance(left, str):  # 'printf' % args
-                _check_format(left, right)
-            return super().call_binop(context, operator, left, right)
-
-        def wrap_str_format(self, value: Any) -> Any:
-            wrapped = super().wrap_str_format(value)  # the sandbox's own str.format
-            if wrapped is None:
-                return None
-
-            def checked(*args: Any, **kwargs: Any) -> Any:
-                _check_format(value.__self__, (*args, kwargs))
-                return wrapped(*args, **kwargs)
-            return checked
-
-        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-            if getattr(__obj, "__name__", None) in _PADDING and isinstance(
-                    getattr(__obj, "__self__", None), str):
-                _check_width(f"str.{__obj.__name__}()", *args, *kwargs.values())
-            return super().call(__context, __obj, *args, **kwargs)
-
-    env = Sandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
-                  finalize=finalize)
-    for name in ("center", "indent"):
-        env.filters[name] = _width_checked(name, env.filters[name])
-    env.filters["format"] = _format_checked(env.filters["format"])
-    return env
-
-
-def _check_repeat(left: Any, right: Any) -> None:
-    if isinstance(left, int) and not isinstance(right, int):
-        left, right = right, left
-    if not isinstance(right, int):
-        return
-    if isinstance(left, int):
-        if left.bit_length() + right.bit_length() > _MAX_BITS:
-            raise _Refused(f"a '*' would make a number of more than {_MAX_BITS:,} bits; the "
-                           f"template sandbox refuses it")
-    elif isinstance(left, (str, bytes, list, tuple)) and len(left) * right > _MAX_ITEMS:
-        raise _Refused(f"a '*' would repeat a {type(left).__name__} to {len(left) * right:,} "
-                       f"items; the template sandbox allows at most {_MAX_ITEMS:,}")
-
-
-def _check_power(base: Any, exponent: Any) -> None:
-    if (isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1
-            and exponent * base.bit_length() > _MAX_BITS):
-        raise _Refused(f"a '**' would make a number of more than {_MAX_BITS:,} bits; the "
-                       f"template sandbox refuses it")
-
-
-def _check_width(what: str, *args: Any) -> None:
-    for arg in args:
-        if isinstance(arg, int) and arg > _MAX_ITEMS:
-            raise _Refused(f"{what} with a width of {arg:,}; the template sandbox allows at most "
-                           f"{_MAX_ITEMS:,}")
-
-
-# A format spec: "{0:>{w}}" (group 1) or "%-*.3d" (group 2), for the widths in it.
-_FORMAT_SPEC = re.compile(r"\{[^{}]*?:((?:[^{}]|\{[^{}]*\})*)\}"
-                          r"|%((?:\([^)]*\))?[-#0 +]*(?:\d+|\*)?(?:\.(?:\d+|\*))?)[a-zA-Z%]")
-
-
-def _check_format(fmt: str, args: Any) -> None:
-    """Refuse widths over the limit in a format string, or in the arguments of "{:{w}}", "%*d"."""
-    for found in _FORMAT_SPEC.finditer(fmt):
-        spec = found.group(1) or found.group(2) or ""
-        if any(len(digits) > 6 and int(digits) > _MAX_ITEMS for digits in re.findall(r"\d+", spec)):
-            raise _Refused(f"a format width over {_MAX_ITEMS:,} in {_short(fmt)!r}; the template "
-                           f"sandbox allows at most {_MAX_ITEMS:,}")
-        if "{" in spec or "*" in spec:
-            given = args if isinstance(args, tuple) else (args,)
-            values = [v for a in given for v in (a.values() if isinstance(a, dict) else (a,))]
-            _check_width(f"the format {_short(fmt)!r}", *values)
-
-
-def _format_checked(jinja_filter: Any) -> Any:
-    @wraps(jinja_filter)
-    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(value, str):
-            _check_format(value, (*args, kwargs))
-        return jinja_filter(value, *args, **kwargs)
-    return checked
-
-
-def _width_checked(name: str, jinja_filter: Any) -> Any:
-    @wraps(jinja_filter)  # keeps Jinja's pass_context/pass_environment marks, if any
-    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
-        _check_width(f"the {name} filter", *args, *kwargs.values())
-        return jinja_filter(value, *args, **kwargs)
-    return checked
 
 
 class Template:
@@ -189,7 +61,7 @@ class Template:
         if not self.source.isascii():
             _check_encodable(self.source, f"template {self.label}: the template text", "text")
         from jinja2 import TemplateSyntaxError, meta, nodes
-        env = _environment()
+        env = environment()
         try:
             tree = env.parse(self.source)
             for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import,
@@ -218,7 +90,7 @@ class Template:
 
     @property
     def label(self) -> str:
-        return str(self.path) if self.path else repr(_short(str(self.spec)))
+        return str(self.path) if self.path else repr(short(str(self.spec)))
 
     def render(self, **variables: Any) -> str:
         """Render with ``variables``; a missing one raises `MissingVariableError` naming it.
@@ -263,9 +135,9 @@ class Template:
                 return MissingVariableError(found.group(1), self.label)
         line = _template_line(exc)
         where = f"template {self.label}: " + (f"line {line}: " if line else "")
-        if isinstance(exc, _CallableOutput):
+        if isinstance(exc, CallableOutput):
             return TemplateError(where + self._callable_message(exc.value, variables))
-        if isinstance(exc, (_Refused, JinjaError)):
+        if isinstance(exc, (Refused, JinjaError)):
             return TemplateError(where + str(exc))
         if isinstance(exc, OverflowError) and "MAX_RANGE" in str(exc):
             return TemplateError(f"{where}range() is too big: the template sandbox allows at most "
@@ -295,7 +167,7 @@ class Template:
         else:
             kind = f"a callable {type(value).__name__} object"
         name = getattr(value, "__name__", None) or getattr(value, "name", None)
-        env = _environment()
+        env = environment()
         for output in env.parse(self.source).find_all(nodes.Output):
             for node in output.nodes:
                 text = _expression_text(node)
@@ -403,8 +275,3 @@ def _plain_key(variables: dict[str, Any], used: tuple[str, ...]) -> tuple[Any, .
 
 
 _MISSING = object()  # a missing variable: never remembered (it raises)
-
-
-def _short(text: str, width: int = 60) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
