@@ -44,7 +44,7 @@ class _Refused:
         self.what = what
 
 
-class _JSONDisk(diskcache.Disk):  # type: ignore[misc]
+class _JSONDisk(diskcache.Disk):
     """A `diskcache.Disk` that stores and reads only str keys and str (JSON text) values.
 
     It never calls pickle: pickled keys or values found in the database come back as
@@ -78,7 +78,7 @@ class _JSONDisk(diskcache.Disk):  # type: ignore[misc]
     def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[Any, ...]:
         if read or type(value) is not str:
             raise TypeError("only JSON text is stored in a ResponseCache")
-        return super().store(value, read, key=key)  # type: ignore[no-any-return]
+        return super().store(value, read, key=key)
 
     def filename(self, key: Any = UNKNOWN, value: Any = UNKNOWN) -> tuple[str, str]:
         name, path = super().filename(key, value)

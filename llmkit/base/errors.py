@@ -107,7 +107,7 @@ class OutputTypeError(LLMKitError, ValueError):
 class ToolLoopError(LLMKitError):
     """A tool-calling loop reached ``max_steps`` without a final answer; ``steps`` holds what ran."""
 
-    def __init__(self, message: str, *, steps: list | None = None) -> None:  # type: ignore[type-arg]
+    def __init__(self, message: str, *, steps: list | None = None) -> None:
         super().__init__(message)
         self.steps = steps or []
 

@@ -24,7 +24,7 @@ def notebook(name: str) -> ModuleType:
 def mimebundle(obj: Any) -> dict[str, Any]:
     """The rich display of ``obj`` (text/plain, text/html, text/markdown), built by the notebook
     layer's `llmkit.notebook.display.mimebundle`."""
-    return notebook("display").mimebundle(obj)  # type: ignore[no-any-return]
+    return notebook("display").mimebundle(obj)
 
 
 def in_kernel() -> bool:

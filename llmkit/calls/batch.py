@@ -101,7 +101,7 @@ def _progress(total: int, *, enabled: bool) -> ProgressLine:
     """A widget bar in a Jupyter kernel (the notebook layer, loaded by name), else the text line:
     a script's batch loads nothing from ``llmkit.notebook``."""
     if enabled and hooks.in_kernel():
-        return hooks.notebook("progress").Progress(total)  # type: ignore[no-any-return]
+        return hooks.notebook("progress").Progress(total)
     return ProgressLine(total, enabled=enabled)
 
 

@@ -76,7 +76,7 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
     def one(turn: list[dict[str, Any]], **extra: Any) -> Completion:
         prepared = chosen.prepare(turn, stream=stream, cache=cache, settings=settings,
                                   **{**params, **extra})
-        return chosen.execute(prepared, on_delta, accept=accept)  # type: ignore[no-any-return]
+        return chosen.execute(prepared, on_delta, accept=accept)
 
     steps: list[Any] = []
     if tools:

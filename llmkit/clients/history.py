@@ -33,7 +33,7 @@ from ..base import hooks
 from ..base.errors import ConfigError, HistoryWarning
 from ..base.result import Completion
 from ..base.runs import Runs, prompt_text
-from .boundary import scrub
+from ..base.secrets import scrub
 from .prepare import Prepared
 
 __all__ = ["experiment", "flush", "history", "linked", "new_id", "record", "spend", "spent_today"]
@@ -99,7 +99,7 @@ def record(p: Prepared, completion: Completion | None, error: BaseException | No
 
 def _where() -> tuple[str | None, str | None] | None:
     try:
-        return hooks.notebook("context").where()  # type: ignore[no-any-return]
+        return hooks.notebook("context").where()
     except Exception:  # the notebook layer missing or odd: the run is still recorded
         return None
 

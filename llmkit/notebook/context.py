@@ -24,7 +24,7 @@ def where() -> tuple[str | None, str | None] | None:
     """(notebook path, cell id) of the cell running now, each None when unknown; None outside a
     kernel. Cheap (a few microseconds): it is asked on every call."""
     getipython = sys.modules.get("IPython.core.getipython")
-    shell = getipython.get_ipython() if getipython is not None else None  # type: ignore[attr-defined]
+    shell = getipython.get_ipython() if getipython is not None else None
     kernel = getattr(shell, "kernel", None)
     if kernel is None:
         return None

@@ -42,7 +42,7 @@ def parse(magic: Any, line: str) -> argparse.Namespace:
     except ValueError as exc:
         raise UsageError(f"{line!r}: {exc}") from None
     try:
-        return magic.parser.parse_args(argv)  # type: ignore[no-any-return]
+        return magic.parser.parse_args(argv)
     except UsageError as exc:
         found = re.search(r"unrecognized arguments: (\S+)", str(exc))
         options = [o for action in magic.parser._actions for o in action.option_strings]

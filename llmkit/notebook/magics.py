@@ -221,7 +221,7 @@ class LLMMagics(Magics):
 
 # magic_arguments names every magic "%name" in its help; this one is a cell magic.
 LLMMagics.llm.__doc__ = (LLMMagics.llm.__doc__ or "").replace("%llm ", "%%llm ", 1)
-LLMMagics.llm.parser.prog = "%%llm"  # type: ignore[attr-defined]
+LLMMagics.llm.parser.prog = "%%llm"
 
 
 def load_ipython_extension(ipython: Any) -> None:
