@@ -202,6 +202,10 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+def _asked(call_id: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": "add", "arguments": arguments}}
+
+
 def test_tool_calls_and_results_stay_in_the_conversation(llm: OpenAITestServer) -> None:
     chat = LLMChat(system_prompt="You add.", tools=[add])
     llm.reply_tool_calls([("add", {"a": 2, "b": 3}), ("add", {"a": 1, "b": 1})])
@@ -210,13 +214,13 @@ def test_tool_calls_and_results_stay_in_the_conversation(llm: OpenAITestServer) 
     assert chat.continue_conversation("2 + 3 + 2, and 1 + 1?") == "7 and 2"
     exchange = [
         {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}},
-            {"id": "call_2", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 1}'}},
+            _asked("call_1", '{"a": 2, "b": 3}'),
+            _asked("call_2", '{"a": 1, "b": 1}'),
         ]},
         {"role": "tool", "tool_call_id": "call_1", "content": "5"},
         {"role": "tool", "tool_call_id": "call_2", "content": "2"},
         {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_3", "type": "function", "function": {"name": "add", "arguments": '{"a": 5, "b": 2}'}},
+            _asked("call_3", '{"a": 5, "b": 2}'),
         ]},
         {"role": "tool", "tool_call_id": "call_3", "content": "7"},
     ]

@@ -48,7 +48,7 @@ class LLMChat:
                  user_template_name: str | None = None, user_prompt: str | None = None,
                  output_type: Any = None, tools: Sequence[Any] | None = None, *,
                  client: Any = None, max_steps: int = 8,
-                 approve: Callable[[str, dict[str, Any]], bool] | None = None,
+                 approve: Callable[[str, dict[str, Any]], bool | str] | None = None,
                  tool_cache: str | None = None, **model_params: Any) -> None:
         for a, b in (("system_template_name", "system_prompt"), ("user_template_name", "user_prompt")):
             if locals()[a] is not None and locals()[b] is not None:

@@ -78,7 +78,7 @@ def check_variables(where: str, used: Collection[str], variables: Mapping[str, A
 
 def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: Any = None,
          tools: Sequence[Any] | None = None, max_steps: int = 8,
-         approve: Callable[[str, dict[str, Any]], bool] | None = None,
+         approve: Callable[[str, dict[str, Any]], bool | str] | None = None,
          tool_cache: str | None = None, stream: bool = False,
          on_delta: Callable[[str], None] | None = None, cache: bool | None = None,
          **params: Any) -> Answer:
