@@ -109,12 +109,12 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
         if typed is not None and not completion.message.get("tool_calls"):
             parsed[:] = [typed.parse(completion.text)]
 
-    secrets: list[str] = []  # the call's credentials, from its Prepared: tool output is scrubbed of them
+    sent: list[Any] = []  # the last turn's Prepared: its secrets are scrubbed from tool output
 
     def one(turn: list[dict[str, Any]], **extra: Any) -> Completion:
         prepared = chosen.prepare(turn, stream=stream, cache=cache, settings=settings,
                                   **{**params, **extra})
-        secrets[:] = prepared.secrets
+        sent[:] = [prepared]
         return chosen.execute(prepared, on_delta, accept=accept)  # type: ignore[no-any-return]
 
     steps: list[Any] = []
@@ -131,7 +131,7 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
             store = open_cache(settings["cache_dir"] or None)
         completion, steps = run_tools(lambda turn: one(turn, tools=specs), conversation, declared,
                                       max_steps=max_steps, approve=approve, tool_cache=tool_cache,
-                                      cache=store, scrub=lambda text: scrub(text, secrets))
+                                      cache=store, scrub=lambda text: scrub(text, sent[0].secrets))
     else:
         completion = one(conversation)
     value = parsed[0] if typed is not None else Result(completion)
