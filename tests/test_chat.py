@@ -149,3 +149,98 @@ def test_an_image_variable_becomes_an_image_part_with_a_thumbnail(llm: OpenAITes
     chat.continue_conversation("Answer in one word.")
     sent = llm.requests[-1].body["messages"][1]["content"]
     assert sent[0] == {"type": "text", "text": "What is this?"} and sent[1]["type"] == "image_url"
+
+
+# -- a failed turn leaves the conversation as it was --------------------------------------------
+
+
+def _interrupt() -> str:
+    """Stop everything (as Ctrl-C does)."""
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("failure", ["server error", "invalid typed answer", "ctrl-c"])
+def test_a_failed_turn_leaves_the_conversation_as_it_was(llm: OpenAITestServer, failure: str) -> None:
+    chat = LLMChat(system_prompt="s", user_prompt="Count {{ what }}.", tools=[_interrupt])
+    llm.reply('{"value": 3}')
+    assert chat.call(output_type=int, what="sheep") == 3
+    before, answered = chat.messages, chat.completion
+    if failure == "server error":
+        llm.fail(400, message="bad request")
+        with pytest.raises(llmkit.InvalidRequestError):
+            chat.call(what="goats")
+    elif failure == "invalid typed answer":
+        llm.reply('{"value": "many"}')
+        with pytest.raises(llmkit.OutputTypeError):
+            chat.call(output_type=int, what="goats")
+    else:
+        llm.reply_tool_calls([("_interrupt", {})])
+        with pytest.raises(KeyboardInterrupt):
+            chat.continue_conversation("Count goats.")
+    assert chat.messages == before and chat.completion is answered
+    assert chat.continue_conversation("And cows?") == "echo: And cows?"
+    assert [m["role"] for m in llm.requests[-1].body["messages"]] == ["system", "user", "assistant",
+                                                                    "user"]
+
+
+def test_a_failed_first_turn_starts_nothing(llm: OpenAITestServer) -> None:
+    chat = LLMChat(system_prompt="sys {{ n }}", user_prompt="q {{ n }}")
+    llm.fail(400)
+    with pytest.raises(llmkit.InvalidRequestError):
+        chat.call(n=1)
+    assert chat.messages == [] and chat.completion is None
+    chat.call(n=2)
+    assert llm.requests[-1].body["messages"] == [{"role": "system", "content": "sys 2"},
+                                                 {"role": "user", "content": "q 2"}]
+
+
+# -- tool calls stay in the transcript -----------------------------------------------------------
+
+
+def add(a: int, b: int) -> int:
+    """Add two whole numbers."""
+    return a + b
+
+
+def _asked(call_id: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": "add", "arguments": arguments}}
+
+
+def test_tool_calls_and_results_stay_in_the_conversation(llm: OpenAITestServer) -> None:
+    chat = LLMChat(system_prompt="You add.", tools=[add])
+    llm.reply_tool_calls([("add", {"a": 2, "b": 3}), ("add", {"a": 1, "b": 1})])
+    llm.reply_tool_calls([("add", {"a": 5, "b": 2})])
+    llm.reply("7 and 2")
+    assert chat.continue_conversation("2 + 3 + 2, and 1 + 1?") == "7 and 2"
+    exchange = [
+        {"role": "assistant", "content": None, "tool_calls": [
+            _asked("call_1", '{"a": 2, "b": 3}'),
+            _asked("call_2", '{"a": 1, "b": 1}'),
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "5"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "2"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            _asked("call_3", '{"a": 5, "b": 2}'),
+        ]},
+        {"role": "tool", "tool_call_id": "call_3", "content": "7"},
+    ]
+    first = [{"role": "system", "content": "You add."},
+             {"role": "user", "content": "2 + 3 + 2, and 1 + 1?"}]
+    assert chat.messages == [*first, *exchange, {"role": "assistant", "content": "7 and 2"}]
+    assert [s.result for s in chat.steps] == ["5", "2", "7"]
+    assert chat.continue_conversation("Thanks.") == "echo: Thanks."
+    assert llm.requests[-1].body["messages"] == [
+        *first, *exchange, {"role": "assistant", "content": "7 and 2"},
+        {"role": "user", "content": "Thanks."}]
+    assert chat.steps == []  # the last turn ran none
+
+
+def test_a_chat_call_keyword_the_prompts_do_not_use(llm: OpenAITestServer) -> None:
+    chat = LLMChat(system_prompt="s", user_prompt="about {{ topic }}")
+    with pytest.raises(ConfigError, match=r"^LLMChat.call\(model=...\): model is not a variable of "
+                                          r"the templates \(they use: topic\); .* LLMChat\(..., model=...\)"):
+        chat.call(topic="x", model="gpt-4o")
+    assert chat.messages == [] and llm.requests == []
+    with pytest.warns(llmkit.LLMKitWarning, match=r"LLMChat.call\(topik=...\): topik is not a variable"):
+        chat.call(topic="x", topik="y")
+    chat.call(topic="z", topik="y")  # once per chat and name: warnings are errors in this suite

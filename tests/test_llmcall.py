@@ -85,3 +85,33 @@ def test_a_misspelt_or_bad_parameter_fails_when_the_call_is_built(llm: OpenAITes
     assert llm.requests == []
     call = LLMCall("s", "u", temperature=0, timeout=30, model=None)  # call options and None pass
     assert call.call() == "echo: u"
+
+
+@pytest.mark.parametrize(("name", "value", "where"), [
+    ("model", "gpt-4o", r"run\(\.\.\., model=\.\.\.\) or LLMCall\(\.\.\., model=\.\.\.\)"),
+    ("temperature", 0, r"run\(\.\.\., temperature=\.\.\.\) or LLMCall\(\.\.\., temperature=\.\.\.\)"),
+    ("timeout", 5, r"run\(\.\.\., timeout=\.\.\.\) or LLMCall"),
+    ("output_type", int, r"run\(\.\.\., output_type=\.\.\.\) or LLMCall"),
+    ("tools", [], r"as LLMCall\(\.\.\., tools=\.\.\.\)$"),
+])
+def test_a_call_keyword_that_is_a_parameter_of_the_call_is_refused(
+        llm: OpenAITestServer, name: str, value: object, where: str) -> None:
+    call = LLMCall("You answer about {{ topic }}.", "{{ question }}")
+    with pytest.raises(ConfigError, match=rf"^LLMCall.call\({name}=...\): {name} is not a variable of "
+                                          rf"the templates \(they use: topic, question\); .*{where}"):
+        call.call(topic="x", question="y", **{name: value})
+    assert llm.requests == [] and call.completion is None
+    assert call.run({"topic": "x", "question": "y"}, model="gpt-4o") == "echo: y"  # where it belongs
+    assert llm.requests[-1].body["model"] == "gpt-4o"
+
+
+def test_an_unused_call_keyword_warns_once_per_call_and_name(llm: OpenAITestServer) -> None:
+    call = LLMCall("s", "about {{ topic }}")
+    with pytest.warns(llmkit.LLMKitWarning, match=r"^LLMCall.call\(topik=...\): topik is not a variable "
+                                                 r"of the templates \(they use: topic\), so it was ignored"):
+        assert call.call(topic="x", topik="y") == "echo: about x"
+    call.call(topic="x", topik="z")  # no second warning (warnings are errors in this suite)
+    with pytest.warns(llmkit.LLMKitWarning, match="colour"):
+        call.call(topic="x", colour="red")
+    with pytest.warns(llmkit.LLMKitWarning, match="topik"):
+        LLMCall("s", "about {{ topic }}").call(topic="x", topik="y")  # another LLMCall warns again

@@ -8,6 +8,7 @@ import datetime
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +18,10 @@ from llmkit.base.cache_entries import cache_key
 from llmkit.base.errors import ConfigError, ToolLoopError
 from llmkit.base.result import Completion
 from llmkit.calls.tool_loop import ToolStep, run_tools
-from llmkit.calls.tool_spec import Tool, as_tool
+from llmkit.calls.tool_spec import Tool, as_tool, identity
+from llmkit.clients import history
 from llmkit.clients.store import open_cache
+from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 
 USER = [{"role": "user", "content": "what is (2 + 3) * 4?"}]
@@ -296,7 +299,8 @@ def test_pure_tools_replay_from_the_cache_without_running(llm: OpenAITestServer)
     first, steps = run_tools(sender([weather], cache=True), USER, [weather], tool_cache="pure",
                              cache=cache)
     assert calls == ["Paris"] and not first.cached and not steps[0].cached
-    key = cache_key({"kind": "tool", "name": "weather", "arguments": '{"city":"Paris"}'})
+    key = cache_key({"kind": "tool", "name": "weather", "function": identity(weather),
+                     "arguments": '{"city":"Paris"}'})
     assert cache.get(key) == {"tool_result": "sunny in Paris"}
     assert cache.stats()["kinds"]["tool"] == 1
     served = len(llm.requests)
@@ -369,3 +373,163 @@ def test_llmcall_runs_tools_through_the_loop(llm: OpenAITestServer) -> None:
     assert call.call(question="2 + 3?") == "5"
     assert [(s.name, s.result) for s in call.steps] == [("add", "5")]
     assert tool_messages(chat_bodies(llm)[1]) == [{"role": "tool", "tool_call_id": "call_1", "content": "5"}]
+
+
+# -- what a tool says is untrusted: secrets, odd exceptions, odd text -------------------------
+
+
+GATEWAY = "gw-HEADER-31337"
+
+
+def test_secrets_in_tool_errors_and_results_never_leave(llm: OpenAITestServer, isolated: Path) -> None:
+    recording = isolated / "rec.jsonl"
+    llmkit.force_default_value("record", str(recording))
+
+    def login(user: str) -> str:
+        """Log in."""
+        if user == "bad":
+            raise PermissionError(f"key {SECRET} refused for {user} (gateway {GATEWAY})")
+        return f"session of {user}, made with {SECRET}"
+
+    llm.reply_tool_calls([("login", {"user": "bad"}), ("login", {"user": "ada"})])
+    llm.reply("done")
+    call = llmkit.LLMCall("s", "u", tools=[login], tool_cache="pure",
+                          extra_headers={"X-Gateway-Auth": GATEWAY})
+    assert call.call() == "done"
+    assert tool_messages(chat_bodies(llm)[1]) == [
+        {"role": "tool", "tool_call_id": "call_1",
+         "content": "error: PermissionError: key <hidden> refused for bad (gateway <hidden>)"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "session of ada, made with <hidden>"}]
+    assert [(s.result, s.error) for s in call.steps] == [
+        (None, "PermissionError: key <hidden> refused for bad (gateway <hidden>)"),
+        ("session of ada, made with <hidden>", None)]
+    history.flush()
+    stored = [recording, *(isolated / "cache").rglob("*")]
+    for path in (p for p in stored if p.is_file()):
+        data = path.read_bytes()
+        assert SECRET.encode() not in data and GATEWAY.encode() not in data, path
+    assert "made with <hidden>" in recording.read_text()
+
+
+def test_a_tool_that_exits_is_reported_and_ctrl_c_still_stops(llm: OpenAITestServer) -> None:
+    import argparse
+
+    def grep(argv: str) -> str:
+        """Run grep with command-line arguments."""
+        parser = argparse.ArgumentParser(prog="grep", exit_on_error=False)
+        parser.add_argument("--count", type=int)
+        parser.parse_args(argv.split())  # exits on arguments it refuses, exit_on_error or not
+        return "matched"
+
+    llm.reply_tool_calls([("grep", {"argv": "--nope"}), ("grep", {"argv": "--count 2"})])
+    _, steps = run_tools(sender([grep]), USER, [grep])
+    assert [(s.result, s.error) for s in steps] == [(None, "SystemExit: 2"), ("matched", None)]
+    assert tool_messages(chat_bodies(llm)[1])[0]["content"] == "error: SystemExit: 2"
+
+    def interrupted() -> str:
+        raise KeyboardInterrupt
+
+    llm.reply_tool_calls([("interrupted", {})])
+    with pytest.raises(KeyboardInterrupt):
+        run_tools(sender([interrupted]), USER, [interrupted])
+    assert len(chat_bodies(llm)) == 3  # nothing sent after Ctrl-C
+
+
+@pytest.mark.parametrize(("answer", "runs"), [
+    (True, True), ("y", True), ("yes", True), (" Yes\n", True), ("Y", True),
+    (False, False), ("n", False), ("no", False), ("", False), ("maybe", False), (None, False),
+    (1, False), ("yes please", False),
+])
+def test_only_true_or_a_yes_word_approves(llm: OpenAITestServer, answer: Any, runs: bool) -> None:
+    ran: list[int] = []
+
+    def square(x: int) -> int:
+        ran.append(x)
+        return x * x
+
+    llm.reply_tool_calls([("square", {"x": 3})])
+    _, steps = run_tools(sender([square]), USER, [square], approve=lambda name, args: answer)
+    assert (ran == [3]) is runs and steps[0].approved is runs
+    expected = "9" if runs else "error: the user did not approve this call of square"
+    assert tool_messages(chat_bodies(llm)[1])[0]["content"] == expected
+
+
+def test_unreadable_exceptions_and_invalid_text_are_reported(llm: OpenAITestServer) -> None:
+    class Mute(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no message")
+
+    class Opaque:
+        def __str__(self) -> str:
+            raise ValueError("cannot show")
+
+    def odd(kind: str) -> Any:
+        """Misbehave."""
+        if kind == "mute":
+            raise Mute()
+        if kind == "surrogate error":
+            raise ValueError("bad \ud800 byte")
+        return {"surrogate": "lone \udc00 half", "nested": {"k": ["\ud83d"]},
+                "opaque": {"o": Opaque()}, "fine": "ok"}[kind]
+
+    kinds = ["mute", "surrogate error", "surrogate", "nested", "opaque", "fine"]
+    llm.reply_tool_calls([("odd", {"kind": k}) for k in kinds])
+    final, steps = run_tools(sender([odd]), USER, [odd])
+    assert final.text.startswith("echo:")
+    assert [s.error for s in steps] == [
+        "Mute: (its message cannot be read: its __str__ raised)",
+        "ValueError: bad ? byte",
+        "the result of odd is not valid text (it holds a lone surrogate, which cannot be sent as UTF-8)",
+        "the result of odd is not valid text (it holds a lone surrogate, which cannot be sent as UTF-8)",
+        "the result of odd cannot be sent as JSON: ValueError: cannot show",
+        None]
+    sent = tool_messages(chat_bodies(llm)[1])
+    assert [m["content"] for m in sent] == [s.content for s in steps]
+    assert sent[-1]["content"] == "ok"
+
+
+def test_pure_memo_keys_on_what_the_function_computes(llm: OpenAITestServer) -> None:
+    cache = open_cache()
+
+    def convert(x: int) -> int:
+        """Convert a number."""
+        return x + 1
+
+    def run(tool: Callable[..., Any]) -> str | None:
+        llm.reply_tool_calls([("convert", {"x": 1})])
+        _, steps = run_tools(sender([tool]), USER, [tool], tool_cache="pure", cache=cache)
+        return steps[0].result
+
+    assert run(convert) == "2"
+    assert run(convert) == "2"
+
+    def convert(x: int) -> int:  # type: ignore[no-redef]  # redefined in a notebook cell
+        """Convert a number."""
+        return x * 10
+
+    assert run(convert) == "10"
+
+    def scaler(factor: int) -> Callable[[int], int]:
+        def convert(x: int) -> int:
+            return x * factor
+        return convert
+
+    assert [run(scaler(3)), run(scaler(4)), run(scaler(3))] == ["3", "4", "3"]
+
+    def with_default(offset: int) -> Callable[..., int]:
+        def convert(x: int, offset: int = offset) -> int:
+            return x + offset
+        return convert
+
+    assert [run(with_default(5)), run(with_default(6))] == ["6", "7"]
+    assert cache.stats()["kinds"]["tool"] == 6  # one entry per distinct function
+
+
+def test_the_memo_of_a_closure_survives_its_own_state(llm: OpenAITestServer) -> None:
+    weather, calls = _weather_tool()  # it appends to a list it closes over: state, not identity
+    cache = open_cache()
+    for _ in range(2):
+        llm.reply_tool_calls([("weather", {"city": "Lima"})])
+        run_tools(sender([weather]), USER, [weather], tool_cache="pure", cache=cache)
+    assert calls == ["Lima"]
+

@@ -6,12 +6,12 @@ from __future__ import annotations
 import gc
 import weakref
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
 from llmkit.base.errors import ConfigError
-from llmkit.calls.tool_spec import ToolArgumentsError, as_tool
+from llmkit.calls.tool_spec import ToolArgumentsError, as_tool, identity
 
 
 def search(query: str, limit: int = 5, order: Literal["new", "old"] = "new",
@@ -153,3 +153,25 @@ def test_arguments_that_are_not_a_valid_object_say_why() -> None:
         tool.call('["tides"]')
     with pytest.raises(ToolArgumentsError, match=r"invalid arguments for search: limit: .*integer"):
         tool.call('{"query": "tides", "limit": "many"}')
+
+
+def test_identity_follows_helpers_and_code() -> None:
+    namespace: dict[str, Any] = {}
+    exec("import math\ndef helper(x):\n    return x + 1\ndef tool(x):\n    return helper(x)\n"
+         "def sine(x):\n    return math.sin(x)\ndef cosine(x):\n    return math.cos(x)\n", namespace)
+    before = identity(namespace["tool"])
+    assert identity(namespace["tool"]) == before  # stable
+    exec("def helper(x):\n    return x + 2\n", namespace)
+    assert identity(namespace["tool"]) != before  # a helper it calls was redefined
+    assert identity(namespace["sine"]) != identity(namespace["cosine"])
+
+
+def test_identity_is_none_when_a_value_cannot_be_read() -> None:
+    class Loud:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    def tool(x: int, *, key: frozenset[Any] = frozenset({Loud(), 1})) -> int:
+        return x
+
+    assert identity(tool) is None  # not memoised, rather than memoised under a guess

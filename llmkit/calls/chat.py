@@ -1,8 +1,11 @@
 """`LLMChat`: a conversation, turn after turn, through the one call path (TinyTroupe's vocabulary).
 
 Every turn sends the whole conversation through `llmkit.calls.send.send`: the cache, retries,
-rate limits, typed answers and tools work as for `LLMCall`. One conversation is one object; its
-turns are serialised by a lock, so two threads that share it take turns rather than interleave
+rate limits, typed answers and tools work as for `LLMCall`. A turn builds the new transcript
+aside (the question, the tool calls and their results as the API expects them, the answer) and
+swaps it in as one immutable record only when it succeeded: a turn that fails (a server error,
+an answer that does not validate, Ctrl-C) leaves the conversation exactly as it was. Turns are
+serialised by a lock, so two threads that share a conversation take turns rather than interleave
 messages (use one `LLMChat` per thread for parallel conversations).
 """
 
@@ -10,15 +13,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..base import hooks
 from ..base.errors import ConfigError
 from ..base.result import Completion
 from ..base.templates import Template
-from .send import check_params, send
+from .send import check_params, check_variables, send
 
 __all__ = ["LLMChat"]
+
+
+class _State(NamedTuple):
+    """A conversation at one moment, replaced whole (never changed in place)."""
+
+    messages: tuple[dict[str, Any], ...] = ()
+    started: bool = False  # the system prompt is in
+    completion: Completion | None = None
+    steps: tuple[Any, ...] = ()
 
 
 class LLMChat:
@@ -36,7 +48,7 @@ class LLMChat:
                  user_template_name: str | None = None, user_prompt: str | None = None,
                  output_type: Any = None, tools: Sequence[Any] | None = None, *,
                  client: Any = None, max_steps: int = 8,
-                 approve: Callable[[str, dict[str, Any]], bool] | None = None,
+                 approve: Callable[[str, dict[str, Any]], bool | str] | None = None,
                  tool_cache: str | None = None, **model_params: Any) -> None:
         for a, b in (("system_template_name", "system_prompt"), ("user_template_name", "user_prompt")):
             if locals()[a] is not None and locals()[b] is not None:
@@ -52,11 +64,9 @@ class LLMChat:
         self.model_params = model_params
         self._tool_options: dict[str, Any] = {"max_steps": max_steps, "approve": approve,
                                               "tool_cache": tool_cache}
-        self._lock = threading.RLock()
-        self._messages: list[dict[str, Any]] = []
-        self._started = False  # the system prompt is in
-        self._completion: Completion | None = None
-        self._steps: list[Any] = []
+        self._lock = threading.RLock()  # one turn at a time; readers take `_state` as it is
+        self._state = _State()
+        self._warned: set[str] = set()  # call() keywords the templates ignore, warned about once
         from ..clients.history import new_id  # the client chain loads with the first chat
         self.id = new_id()  # the run history's chat_id of every turn
 
@@ -64,26 +74,26 @@ class LLMChat:
 
     @property
     def messages(self) -> list[dict[str, Any]]:
-        """A copy of the conversation so far."""
-        with self._lock:
-            return [dict(m) for m in self._messages]
+        """A copy of the conversation so far (tool calls and results included)."""
+        return [dict(m) for m in self._state.messages]
 
     @property
     def completion(self) -> Completion | None:
         """The last turn's `Completion` (usage, latency, cache hit)."""
-        return self._completion
+        return self._state.completion
 
     @property
     def steps(self) -> list[Any]:
         """The tool calls the last turn ran."""
-        return list(self._steps)
+        return list(self._state.steps)
 
     def _add(self, role: str, text: Any, template_name: str | None, variables: dict[str, Any]) -> None:
         if (text is None) == (template_name is None):
             raise ConfigError(f"add_{role}_message: give the text or a template_name (not both)")
         content = Template(template_name).render(**variables) if template_name else _content(text)
         with self._lock:
-            self._messages.append({"role": role, "content": content})
+            state = self._state
+            self._state = state._replace(messages=(*state.messages, {"role": role, "content": content}))
 
     def add_system_message(self, text: Any = None, template_name: str | None = None,
                            **variables: Any) -> None:
@@ -104,53 +114,61 @@ class LLMChat:
     def reset_conversation(self) -> None:
         """Forget every message; the next `call` starts again from the prompts."""
         with self._lock:
-            self._messages, self._completion, self._steps = [], None, []
-            self._started = False
+            self._state = _State()
 
     def call(self, output_type: Any = None, **variables: Any) -> Any:
         """Start the conversation (system and user prompts rendered with ``variables``) or, once
         started, add the user prompt again for these variables; send; return the answer (the
-        validated value with an ``output_type``, else a `Result`)."""
+        validated value with an ``output_type``, else a `Result`). A keyword the prompts do not
+        use is not sent: a model parameter raises `ConfigError`, any other name warns once."""
+        used = [*(self.system_template.variables if self.system_template else ()),
+                *(self.user_template.variables if self.user_template else ())]
+        check_variables("LLMChat", used, variables, self._warned)
         with self._lock:
-            self._start(variables)
+            messages = self._started(variables)
             if self.user_template is not None:
-                self._messages.append({"role": "user",
-                                       "content": self.user_template.render(**variables)})
-            return self._turn(output_type)
+                messages.append({"role": "user", "content": self.user_template.render(**variables)})
+            return self._turn(messages, output_type)
 
     def continue_conversation(self, text: Any, output_type: Any = None) -> Any:
         """Add ``text`` as the next user message and send."""
         with self._lock:
-            self._start({})
-            self._messages.append({"role": "user", "content": _content(text)})
-            return self._turn(output_type)
+            messages = self._started({})
+            messages.append({"role": "user", "content": _content(text)})
+            return self._turn(messages, output_type)
 
-    def _start(self, variables: dict[str, Any]) -> None:
-        """Put the system prompt first, once per conversation (messages added by hand before the
-        first call come after it)."""
-        if self.system_template is not None and not self._started:
-            self._messages.insert(0, {"role": "system",
-                                      "content": self.system_template.render(**variables)})
-        self._started = True
+    def _started(self, variables: dict[str, Any]) -> list[dict[str, Any]]:
+        """The conversation with the system prompt first, once per conversation (messages added by
+        hand before the first call come after it)."""
+        state = self._state
+        messages = list(state.messages)
+        if self.system_template is not None and not state.started:
+            messages.insert(0, {"role": "system", "content": self.system_template.render(**variables)})
+        return messages
 
-    def _turn(self, output_type: Any) -> Any:
-        if not any(m["role"] == "user" for m in self._messages):
+    def _turn(self, messages: list[dict[str, Any]], output_type: Any) -> Any:
+        """Send ``messages``; on success only, make them, the tool exchange and the answer the
+        conversation."""
+        if not any(m["role"] == "user" for m in messages):
             raise ConfigError("LLMChat: nothing to send yet; give a user_prompt or call "
                               "add_user_message / continue_conversation first")
         from ..clients.history import linked
         with linked(chat_id=self.id):  # the run history links every turn to this conversation
-            answer = send(self._messages, client=self.client,
+            answer = send(messages, client=self.client,
                           output=output_type or self.output_type, tools=self.tools,
                           **self._tool_options, **self.model_params)
-        self._messages.append(_assistant(answer.completion))
-        self._completion, self._steps = answer.completion, list(answer.steps)
+        if answer.steps:
+            from .tool_loop import tool_messages
+            messages += tool_messages(answer.steps)
+        messages.append(_assistant(answer.completion))
+        self._state = _State(tuple(messages), True, answer.completion, tuple(answer.steps))
         return answer.value
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return hooks.mimebundle(self)
 
     def __repr__(self) -> str:
-        return f"LLMChat({len(self._messages)} messages)"
+        return f"LLMChat({len(self._state.messages)} messages)"
 
 
 def _content(text: Any) -> Any:

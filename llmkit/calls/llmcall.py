@@ -10,7 +10,7 @@ from ..base.errors import ConfigError
 from ..base.result import Completion
 from ..base.secrets import HIDDEN, is_secret_name
 from ..base.templates import Template
-from .send import Answer, check_params, send
+from .send import Answer, check_params, check_variables, send
 
 __all__ = ["LLMCall"]
 
@@ -48,7 +48,7 @@ class LLMCall:
 
     def __init__(self, system_template_name: str, user_template_name: str | None = None, *,
                  client: Any = None, output_type: Any = None, tools: Sequence[Any] | None = None,
-                 max_steps: int = 8, approve: Callable[[str, dict[str, Any]], bool] | None = None,
+                 max_steps: int = 8, approve: Callable[[str, dict[str, Any]], bool | str] | None = None,
                  tool_cache: str | None = None, **model_params: Any) -> None:
         if client is not None and not callable(getattr(client, "prepare", None)):
             raise ConfigError(f"LLMCall(client=...) takes a client object such as "
@@ -64,6 +64,7 @@ class LLMCall:
                                              "tool_cache": tool_cache}
         self.model_params = model_params
         self._last: Answer | None = None  # the last `call`, swapped in whole
+        self._warned: set[str] = set()  # call() keywords the templates ignore, warned about once
 
     @property
     def variables(self) -> list[str]:
@@ -121,7 +122,10 @@ class LLMCall:
         validated value when the LLMCall has an ``output_type``.
 
         The exchange is remembered (``messages``, ``completion``, ``model_output``, ``steps``).
+        A keyword the templates do not use is not sent: a model parameter (``model=...``) raises
+        `ConfigError` (pass it to `run` or to the LLMCall), any other name warns once.
         """
+        check_variables("LLMCall", self.variables, variables, self._warned)
         answer = self.ask(variables, stream=stream, on_delta=on_delta, cache=cache)
         self._last = answer
         return answer.value

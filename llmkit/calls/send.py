@@ -9,14 +9,22 @@ before it is returned or cached, so nothing that does not validate is ever store
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import threading
+import warnings
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ..base import config
-from ..base.errors import ConfigError
+from ..base.errors import ConfigError, LLMKitWarning
 from ..base.result import Completion, Result
 
-__all__ = ["Answer", "check_params", "send"]
+__all__ = ["BUILD_OPTIONS", "Answer", "check_params", "check_variables", "send"]
+
+BUILD_OPTIONS = frozenset({"output_type", "tools", "max_steps", "approve", "tool_cache", "client"})
+"""What an `LLMCall` or `LLMChat` is built with besides model parameters: given to ``call()``
+as if it were a template variable, it would be ignored."""
+
+_warned_lock = threading.Lock()
 
 
 class Answer(NamedTuple):
@@ -40,9 +48,37 @@ def check_params(where: str, params: Mapping[str, Any]) -> None:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def check_variables(where: str, used: Collection[str], variables: Mapping[str, Any],
+                    warned: set[str]) -> None:
+    """Refuse or warn about the ``variables`` of ``where`` (``"LLMCall"``, ``"LLMChat"``) that
+    its templates do not use (``used``): they would be silently ignored. A model parameter
+    (``model=...``) or a build option (`BUILD_OPTIONS`) raises `ConfigError` saying where it
+    belongs; any other name warns (`LLMKitWarning`) once per object and name, kept in ``warned``.
+    """
+    unused = [name for name in variables if name not in used]
+    if not unused:
+        return
+    from ..clients import params as vocabulary
+    where_else = "run(..., {0}=...) or " if where == "LLMCall" else ""
+    for name in unused:
+        if name in vocabulary.CHAT or name in vocabulary.CALL_OPTIONS or name in BUILD_OPTIONS:
+            run = where_else.format(name) if name not in BUILD_OPTIONS - {"output_type"} else ""
+            raise ConfigError(
+                f"{where}.call({name}=...): {name} is not a variable of the templates (they use: "
+                f"{', '.join(used) or 'none'}); it is a parameter of the call: pass it as "
+                f"{run}{where}(..., {name}=...)")
+    with _warned_lock:
+        new = [name for name in unused if name not in warned]
+        warned.update(new)
+    for name in new:
+        warnings.warn(f"{where}.call({name}=...): {name} is not a variable of the templates (they "
+                      f"use: {', '.join(used) or 'none'}), so it was ignored", LLMKitWarning,
+                      stacklevel=3)
+
+
 def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: Any = None,
          tools: Sequence[Any] | None = None, max_steps: int = 8,
-         approve: Callable[[str, dict[str, Any]], bool] | None = None,
+         approve: Callable[[str, dict[str, Any]], bool | str] | None = None,
          tool_cache: str | None = None, stream: bool = False,
          on_delta: Callable[[str], None] | None = None, cache: bool | None = None,
          **params: Any) -> Answer:
@@ -73,13 +109,17 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
         if typed is not None and not completion.message.get("tool_calls"):
             parsed[:] = [typed.parse(completion.text)]
 
+    sent: list[Any] = []  # the last turn's Prepared: its secrets are scrubbed from tool output
+
     def one(turn: list[dict[str, Any]], **extra: Any) -> Completion:
         prepared = chosen.prepare(turn, stream=stream, cache=cache, settings=settings,
                                   **{**params, **extra})
+        sent[:] = [prepared]
         return chosen.execute(prepared, on_delta, accept=accept)
 
     steps: list[Any] = []
     if tools:
+        from ..base.secrets import scrub
         from .tool_loop import run_tools
         from .tool_spec import as_tool
         declared = [as_tool(t) for t in tools]
@@ -91,7 +131,7 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
             store = open_cache(settings["cache_dir"] or None)
         completion, steps = run_tools(lambda turn: one(turn, tools=specs), conversation, declared,
                                       max_steps=max_steps, approve=approve, tool_cache=tool_cache,
-                                      cache=store)
+                                      cache=store, scrub=lambda text: scrub(text, sent[0].secrets))
     else:
         completion = one(conversation)
     value = parsed[0] if typed is not None else Result(completion)

@@ -4,17 +4,20 @@
 and a JSON schema of its parameters built by pydantic from the signature and type hints (with
 each parameter's text from an ``Args:`` / ``:param x:`` / numpy ``Parameters`` section).
 `Tool.spec` is the request's ``tools`` entry, which is also what `count_tokens` counts;
-`Tool.arguments` validates what the model sends back. Running the model's calls is
-`llmkit.calls.tool_loop`.
+`Tool.arguments` validates what the model sends back. `identity` fingerprints what a function
+computes, for the memo of pure tools. Running the model's calls is `llmkit.calls.tool_loop`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import inspect
 import json
 import re
 import threading
+import types
 import typing
 import warnings
 import weakref
@@ -24,7 +27,7 @@ from typing import Any
 
 from ..base.errors import ConfigError
 
-__all__ = ["Tool", "ToolArgumentsError", "as_tool"]
+__all__ = ["Tool", "ToolArgumentsError", "as_tool", "identity"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what the API accepts as a function name
 
@@ -121,6 +124,80 @@ def as_tool(fn: Callable[..., Any] | Tool, *, name: str | None = None,
                 _described[fn] = found
     name, summary, schema, validator = found
     return Tool(name, summary, schema, fn, validator=validator)
+
+
+def identity(fn: Callable[..., Any]) -> str | None:
+    """A fingerprint (sha256 hex) of what ``fn`` computes, or None when it cannot be read.
+
+    It covers the qualified name, the code (bytecode, constants, names, nested functions), the
+    defaults, the values closed over, and the global functions and values the code names
+    (functions of ``fn``'s own module followed in turn): a function redefined under the same
+    name, a closure made with other values (``make_scale(2)``, ``make_scale(3)``) or a helper
+    redefined since gets another fingerprint. Immutable values count by value; a mutable one (a
+    list, a dict, any other object) by its type only: it is state, which a tool may change as it
+    runs (a list of its calls, a counter), and a pure tool's result must not depend on it.
+    Computed on every run, as a closure's cells may be rebound.
+    """
+    parts: list[Any] = []
+    try:
+        _fingerprint(fn, parts, set())
+    except Exception:  # a value whose repr raises, nested too deep, ...
+        return None
+    return hashlib.sha256(repr(parts).encode("utf-8", "backslashreplace")).hexdigest()
+
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes)
+_MISSING = object()
+
+
+def _fingerprint(value: Any, out: list[Any], seen: set[int]) -> None:
+    """Append to ``out`` what ``value`` is and, for a function, what it computes."""
+    if isinstance(value, _PLAIN):
+        out.append(value)
+    elif isinstance(value, (tuple, frozenset)):
+        out.append((type(value).__name__, len(value)))
+        for item in sorted(value, key=repr) if isinstance(value, frozenset) else value:
+            _fingerprint(item, out, seen)
+    elif isinstance(value, (type, types.ModuleType, types.BuiltinFunctionType)):
+        out.append((type(value).__name__, getattr(value, "__module__", None),
+                    getattr(value, "__qualname__", getattr(value, "__name__", None))))
+    elif isinstance(value, types.CodeType):
+        out.append((value.co_name, value.co_code, value.co_names, value.co_varnames,
+                    value.co_freevars))
+        for const in value.co_consts:
+            _fingerprint(const, out, seen)
+    elif id(value) in seen:  # a function met again: recursion, or mutual recursion
+        out.append(("again", getattr(value, "__qualname__", None)))
+    elif isinstance(value, types.FunctionType):
+        seen.add(id(value))
+        out.append(("function", value.__module__, value.__qualname__))
+        keywords = tuple(sorted((value.__kwdefaults__ or {}).items()))
+        for part in (value.__code__, value.__defaults__, keywords):
+            _fingerprint(part, out, seen)
+        for cell in value.__closure__ or ():
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # a cell not filled yet
+                contents = "<empty cell>"
+            _fingerprint(contents, out, seen)
+        for name in value.__code__.co_names:  # the globals it may read (attribute names aside)
+            found = value.__globals__.get(name, _MISSING)
+            if found is _MISSING:
+                continue
+            out.append(name)
+            if isinstance(found, types.FunctionType) and found.__module__ != value.__module__:
+                out.append(("function", found.__module__, found.__qualname__))  # a library's
+            else:
+                _fingerprint(found, out, seen)
+    elif isinstance(value, types.MethodType):
+        _fingerprint(value.__func__, out, seen)
+        _fingerprint(value.__self__, out, seen)
+    elif isinstance(value, functools.partial):
+        out.append("partial")
+        for piece in (value.func, value.args, tuple(sorted(value.keywords.items()))):
+            _fingerprint(piece, out, seen)
+    else:  # state, counted by its type only (see `identity`)
+        out.append(("object", type(value).__module__, type(value).__qualname__))
 
 
 def _describe(fn: Callable[..., Any], name: str | None,
