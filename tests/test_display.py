@@ -16,6 +16,7 @@ from llmkit.base import hooks
 from llmkit.base.errors import LLMKitError
 from llmkit.base.models import cost as model_cost
 from llmkit.base.money import format_cost
+from llmkit.base.result import Completion, Result
 from llmkit.base.tokens import count_tokens
 from llmkit.notebook import display
 from llmkit.notebook.widgets import CallView
@@ -66,7 +67,7 @@ def test_llmcall_after_a_call_shows_messages_output_usage_cost(llm: OpenAITestSe
     assert " · max_tokens=50 · " in header
     assert re.search(r" · \d+\.\d\d s · ", header) and "cache hit" not in header
     cost = format_cost(model_cost(model, usage))
-    assert cost.startswith("$") and f"cost ≈ {cost}" in header
+    assert re.fullmatch(r"\$0\.0*[1-9]\d?", cost) and f"cost {cost}" in header.split(" · ")
     totals = (f"tokens: prompt {usage['prompt_tokens']} · completion {usage['completion_tokens']} · "
               f"total {usage['total_tokens']}")
     assert text.endswith(totals) and totals in page and totals in md
@@ -80,7 +81,7 @@ def test_llmcall_after_a_call_shows_messages_output_usage_cost(llm: OpenAITestSe
     again = call.call(persona="a poet", topic="the sea")
     cached = again._repr_mimebundle_()
     assert cached["text/plain"].splitlines()[0].startswith("Result · gpt-4o-mini · ")
-    assert "cache hit" in cached["text/plain"] and "(not charged)" in cached["text/plain"]
+    assert "cost $0 · cache hit" in cached["text/plain"]  # a cache hit is free
     assert 'class="llmkit-cache-hit"' in cached["text/html"] and "**cache hit**" in cached["text/markdown"]
 
 
@@ -173,7 +174,8 @@ def test_plain_python_displays_stay_light() -> None:
 def test_local_models_display_without_warnings(llm: OpenAITestServer) -> None:
     result = LLMCall("s", "hello", model="display-test-local-model").call()
     text = result._repr_mimebundle_()["text/plain"]  # warnings are errors in this suite
-    assert "cost ≈ n/a" in text and re.search(r"\[user · \d+ tokens\] hello", text)
+    assert "price unknown" in text.splitlines()[0].split(" · ")
+    assert re.search(r"\[user · \d+ tokens\] hello", text)
 
 
 def test_displaying_something_else_says_what_is_expected() -> None:
@@ -181,13 +183,14 @@ def test_displaying_something_else_says_what_is_expected() -> None:
         display.mimebundle(42)
 
 
-def test_a_server_that_reports_no_usage_shows_no_cost() -> None:
+def test_a_server_that_reports_no_usage_shows_an_estimated_cost_and_no_tokens() -> None:
     completion = llmkit.Completion({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
                                    {"choices": [{"message": {"role": "assistant", "content": "hey"}}]},
                                    0.25, False)
     text = display.mimebundle(completion)["text/plain"]
-    assert text.splitlines()[0] == "Completion · gpt-4o · 0.25 s"
-    assert "cost" not in text and "tokens:" not in text and text.endswith("[output] hey")
+    assert text.splitlines()[0] == (f"Completion · gpt-4o · 0.25 s · cost ≈ {format_cost(completion.cost)} "
+                                    "(estimated)")
+    assert "tokens:" not in text and text.endswith("[output] hey")
 
 
 def test_a_cut_off_answer_is_flagged_above_it_and_defaults_are_not_repeated(
@@ -202,3 +205,28 @@ def test_a_cut_off_answer_is_flagged_above_it_and_defaults_are_not_repeated(
     assert "var(--jp-border-color2" in plain["text/html"]  # JupyterLab's theme variables
     assert '<details class="llmkit-copy">' in plain["text/html"]  # the raw answer, to copy
     assert "user-select:all" in plain["text/html"] and "echo: u</pre>" in plain["text/html"]
+
+
+def _completion(model: str, usage: dict[str, int] | None, *, cached: bool = False,
+                api_type: str = "openai") -> Completion:
+    response: dict[str, object] = {"model": model, "choices": [{"message": {"role": "assistant",
+                                                                            "content": "hello there"}}]}
+    if usage is not None:
+        response["usage"] = usage
+    return Completion({"model": model, "messages": [{"role": "user", "content": "hi"}]}, response,
+                      0.1, cached, api_type)
+
+
+def test_the_footer_shows_what_was_paid() -> None:
+    usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}
+    paid = _completion("gpt-4o-mini", usage)
+    def footer(c: Completion) -> list[str]:
+        return str(Result(c)._repr_mimebundle_()["text/plain"]).splitlines()[0].split(" · ")
+    assert f"cost {format_cost(paid.cost)}" in footer(paid)
+    local = _completion("gpt-4o-mini", usage, api_type="local")  # runs here: free
+    hit = _completion("gpt-4o-mini", usage, cached=True)
+    for free in (local, hit):
+        assert "cost $0" in footer(free) and "cost $0<" in Result(free)._repr_mimebundle_()["text/html"]
+    estimated = _completion("gpt-4o-mini", None)  # a proxy that sends no usage
+    shown = footer(estimated)[-1]
+    assert estimated.cost_estimated and re.fullmatch(r"cost ≈ \$0\.0*[1-9]\d? \(estimated\)", shown)

@@ -281,8 +281,8 @@ def test_llm_cost_shows_today_this_kernel_and_what_is_left(ip: InteractiveShell,
     with capture_output() as out:
         ip.run_line_magic("llm_cost", "")
     [data] = [o.data for o in out.outputs]
-    assert data["text/plain"].splitlines() == ["today, all processes: $0.000000 · 0 runs · 0 tokens",
-                                               "this kernel: $0.000000"]
+    assert data["text/plain"].splitlines() == ["today, all processes: $0 · 0 runs · 0 tokens",
+                                               "this kernel: $0"]
     calls(llm)
     today = llmkit.spend(since=midnight())
     assert today.cost > 0 and budget.spent() == pytest.approx(today.cost)
@@ -297,7 +297,7 @@ def test_llm_cost_shows_today_this_kernel_and_what_is_left(ip: InteractiveShell,
         f"today, all processes: {format_cost(today.cost)} · 5 runs · {tokens:,} tokens",
         f"this kernel: {format_cost(budget.spent())}",
         f"BUDGET_USD: $1.00 · {format_cost(1.0 - budget.spent())} left",
-        f"DAILY_BUDGET_USD: $0.500000 · {format_cost(0.5 - today.cost)} left"]
+        f"DAILY_BUDGET_USD: $0.50 · {format_cost(0.5 - today.cost)} left"]
     assert 'class="llmkit-cost"' in data["text/html"] and "BUDGET_USD" in data["text/html"]
     with pytest.raises(UsageError, match="takes no arguments"):
         ip.run_line_magic("llm_cost", "today")

@@ -1,21 +1,13 @@
-"""The displays' kit: money as text, safe Markdown, code spans and fences that cannot be closed."""
+"""The displays' kit: safe Markdown, code spans and fences that cannot be closed."""
 
 from __future__ import annotations
 
 import pytest
 from markdown_it import MarkdownIt
 
-from llmkit.base.money import format_cost
 from llmkit.notebook.kit import code_span, fence, markdown_html, safe_markdown
 
 FRONT_END = MarkdownIt("commonmark", {"html": True})  # what a notebook does with text/markdown
-
-
-def test_format_cost() -> None:
-    assert format_cost(None) == "n/a"
-    assert format_cost(0.00015) == "$0.000150"
-    assert format_cost(0.0) == "$0.000000"
-    assert format_cost(12.345) == "$12.35"
 
 
 def test_markdown_html_renders_markdown_but_no_html_or_image() -> None:

@@ -83,13 +83,13 @@ def test_run_sends_the_edited_prompt_and_records_it_in_the_history(llm: OpenAITe
     assert "run 1" in entry and "gpt-4o" in entry and "temperature=0.5" in entry
     assert markdown_html(run.result) in entry and "<strong>bold</strong>" in entry
     assert f"total {usage['total_tokens']}" in entry and f"prompt {usage['prompt_tokens']}" in entry
-    assert re.search(r"\d+\.\d\d s", entry) and "cost ≈ $0.0000" in entry
+    assert re.search(r"\d+\.\d\d s", entry) and re.search(r"cost \$0\.0*[1-9]\d?<", entry)
     assert "llmkit-cache-hit" not in entry and "topic = &#x27;entropy&#x27;" in entry
 
     again = pg.run()  # same prompt and settings: answered from the cache
     assert again is not None and again.result.cached and len(llm.requests) == 1
     newest, oldest = entries(pg)
-    assert "run 2" in newest and "llmkit-cache-hit" in newest and "not charged" in newest
+    assert "run 2" in newest and "llmkit-cache-hit" in newest and "cost $0<" in newest
     assert "run 1" in oldest and pg.runs == [run, again]
 
 

@@ -75,7 +75,18 @@ def test_an_interrupted_run_says_so_and_how_to_resume(capsys: pytest.CaptureFixt
     assert err.count("\n") == 1 and "run again to resume" in err and "last_batch()" in err
 
 
-@pytest.mark.parametrize(("cost", "shown"), [(None, "n/a"), (0.0, "$0.000000"),
-                                             (0.000150, "$0.000150"), (2.5, "$2.50")])
-def test_format_cost(cost: float | None, shown: str) -> None:
-    assert format_cost(cost) == shown
+def test_the_cost_reads_the_same_while_running_and_at_the_end(llm: OpenAITestServer,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    results = LLMCall("Be brief.", "Q {{ i }}").map([{"i": 1}, {"i": 2}], progress=False)
+    again = LLMCall("Be brief.", "Q {{ i }}").map([{"i": 1}], progress=False)
+    assert again[0].cached
+    line = ProgressLine(3, inline=False)
+    line.add(again[0])
+    assert "cost $0," in line.counts()  # a cache hit is free
+    for r in results:
+        line.add(r)
+    line.close()
+    paid = sum(r.completion.paid for r in results)
+    shown = line.counts()
+    assert paid > 0 and f"cost {format_cost(paid)}," in shown and "000000" not in shown
+    capsys.readouterr()

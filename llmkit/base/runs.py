@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import hooks
+from .money import format_cost
 from .result import Completion
 
 __all__ = ["Run", "Runs", "Spend"]
@@ -160,9 +161,9 @@ class Spend(list[dict[str, Any]]):
 
     def __repr__(self) -> str:
         lines = [f"{row[self.by] or '(none)'!s:<32} {row['runs']:>7} runs "
-                 f"{row['total_tokens']:>12,} tokens  ${row['cost']:.4f}" for row in self]
+                 f"{row['total_tokens']:>12,} tokens  {format_cost(row['cost'])}" for row in self]
         return "\n".join([*lines, f"{'total':<32} {self.total['runs']:>7} runs "
-                                  f"{'':>19}${self.cost:.4f}"])
+                                  f"{'':>19}{format_cost(self.cost)}"])
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return hooks.mimebundle(self)

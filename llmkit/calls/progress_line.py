@@ -2,8 +2,8 @@
 the notebook layer (in a kernel the batch shows `llmkit.notebook.progress.Progress`, a widget
 built on this class).
 
-It shows rows done out of the total, errors, cached answers, tokens spent and their estimated cost
-(`llmkit.base.models.cost`; answers from the cache cost nothing), rows per second, and, when
+It shows rows done out of the total, errors, cached answers, tokens spent and what they cost
+(`Completion.paid`: answers from the cache and the local model are free), rows per second, and, when
 ``BUDGET_USD`` or ``DAILY_BUDGET_USD`` is set, spend against it (this process's, read from memory;
 today's, read from the run history once at the start, plus the batch's own cost). On a terminal
 the line is rewritten in place every `SHOW_EVERY` seconds; in a log file or a pipe one line is
@@ -17,7 +17,6 @@ import time
 from typing import Any
 
 from ..base import config
-from ..base.models import cost as model_cost
 from ..base.money import format_cost
 from ..clients import budget
 from ..clients.history import history_file, spent_today
@@ -40,6 +39,7 @@ class ProgressLine:
         self.total, self.label = total, label
         self.done = self.errors = self.cached = self.tokens = 0
         self.cost: float | None = 0.0
+        self.estimated = False  # some of the cost comes from llmkit's token counts
         self.last_error = self.note = ""
         self.started = time.perf_counter()
         self.ended: float | None = None  # set by close: the final rate and time stay as shown
@@ -58,12 +58,13 @@ class ProgressLine:
             self.errors += 1
             error = getattr(outcome, "error", None)
             self.last_error = f"{type(error).__name__}: {error}"
-        elif completion.cached:
-            self.cached += 1
         else:
-            usage = completion.usage
-            self.tokens += usage.get("total_tokens", 0)
-            cost = model_cost(completion.model, completion.response.get("usage"))
+            if completion.cached:
+                self.cached += 1
+            else:
+                self.tokens += completion.usage.get("total_tokens", 0)
+            cost = completion.paid  # what `Completion.paid` says: $0 for the cache and the local model
+            self.estimated = self.estimated or (bool(cost) and completion.cost_estimated)
             self.cost = None if cost is None or self.cost is None else self.cost + cost
         self.refresh()
 
@@ -72,7 +73,8 @@ class ProgressLine:
         at the end (cost always through `format_cost`, as every llmkit display shows it)."""
         elapsed = max((self.ended or time.perf_counter()) - self.started, 1e-9)
         return [f"{self.done}/{self.total} rows", f"{self.errors} error{'' if self.errors == 1 else 's'}",
-                f"{self.cached} cached", f"{self.tokens:,} tokens", f"cost {format_cost(self.cost)}",
+                f"{self.cached} cached", f"{self.tokens:,} tokens",
+                f"cost {format_cost(self.cost, estimated=self.estimated)}",
                 *self.budget_items(), f"{self.done / elapsed:.1f} rows/s", f"{elapsed:.1f} s"]
 
     def budget_items(self) -> list[str]:

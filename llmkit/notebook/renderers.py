@@ -45,9 +45,9 @@ def _header_parts(s: CallSummary) -> list[str]:
         parts.append(f"finish_reason={s.finish_reason}")
     if s.latency is not None:
         parts.append(f"{s.latency:.2f} s")
-    if s.usage is not None:
-        cost = f"cost ≈ {format_cost(s.cost)}"
-        parts.append(cost + (" (not charged)" if s.cached and s.cost is not None else ""))
+    if s.usage is not None or s.cost is not None:  # what was paid: $0 for a cache hit or local model
+        parts.append("price unknown" if s.cost is None
+                     else f"cost {format_cost(s.cost, estimated=s.cost_estimated)}")
     return parts
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from ..base import config, secrets
 from ..base.errors import LLMKitError
-from ..base.models import cost as model_cost
 from ..base.result import Completion, Result
 from ..calls.chat import LLMChat
 from ..calls.llmcall import LLMCall
@@ -50,8 +49,9 @@ class CallSummary:
     usage: dict[str, int] | None = None
     latency: float | None = None
     cached: bool | None = None
-    cost: float | None = None
+    cost: float | None = None  # what was paid (`Completion.paid`): 0 for a cache hit or local model
     finish_reason: str | None = None
+    cost_estimated: bool = False  # the cost comes from llmkit's token counts, not the server's usage
 
 
 def summarize(obj: Any) -> CallSummary:
@@ -104,10 +104,11 @@ def _from_completion(title: str, completion: Completion, scrub: Scrub) -> CallSu
     params = {k: v for k, v in completion.request.items() if k not in ("messages", "model")}
     # None: the server sent no usage; {}: it sent something that is not token counts (unknown)
     usage = completion.usage if completion.response.get("usage") is not None else None
-    cost = model_cost(model, completion.response.get("usage")) if usage else None
+    paid = completion.paid
     return CallSummary(title, scrub(model), _shown_params(params, scrub), messages, [],
                        scrub(_message_text(completion.message)), usage, completion.latency,
-                       completion.cached, cost, completion.finish_reason)
+                       completion.cached, paid, completion.finish_reason,
+                       bool(paid) and completion.cost_estimated)
 
 
 def _message_text(message: Mapping[str, Any]) -> str:
