@@ -155,3 +155,13 @@ def test_a_broken_module_fails_loudly_when_its_name_is_used() -> None:
     assert out.stdout.splitlines() == [
         "ImportError llmkit.base.tokens",
         "AttributeError module 'llmkit' has no attribute 'no_such_name'"]
+
+
+def test_the_license_is_an_spdx_string_so_installs_show_no_deprecation_box() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(r'^license = "MIT"$', pyproject, re.M)  # a table ({ text = ... }) is deprecated
+    required = re.search(r"^requires = \[\"setuptools>=(\d+)\"\]", pyproject, re.M)
+    assert required and int(required[1]) >= 77  # the first to read the SPDX string
+    files = re.search(r"^license-files = \[(.*)\]$", pyproject, re.M)
+    assert files and all((ROOT / f).is_file() for f in re.findall(r'"([^"]+)"', files[1]))
+    assert "MIT License" in (ROOT / "LICENSE").read_text(encoding="utf-8")
