@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from markdown_it import MarkdownIt
 
-from llmkit.notebook.kit import code_span, fence, markdown_html, safe_markdown
+from llmkit.notebook.kit import code_span, fence, keep_line_breaks, markdown_html, safe_markdown
 
 FRONT_END = MarkdownIt("commonmark", {"html": True})  # what a notebook does with text/markdown
 
@@ -40,3 +40,19 @@ def test_a_fence_cannot_be_closed() -> None:
     text = "before\n```\n<script>alert(1)</script>\n````\nafter"
     shown = FRONT_END.render(fence(text))
     assert shown.count("<pre>") == 1 and "<script" not in shown and "after" in shown
+
+
+POEM = "Roses are red,\nviolets are blue.\n\n```\ncode\nline\n```\n"
+
+
+def test_an_answers_line_breaks_are_kept_in_html() -> None:
+    shown = markdown_html(POEM)
+    assert "<p>Roses are red,<br />\nviolets are blue.</p>" in shown
+    assert "<pre><code>code\nline\n</code></pre>" in shown  # code is left as written
+
+
+def test_an_answers_line_breaks_are_kept_in_markdown() -> None:
+    shown = FRONT_END.render(keep_line_breaks(POEM))  # what a notebook renders from text/markdown
+    assert "<p>Roses are red,<br />\nviolets are blue.</p>" in shown
+    assert "<pre><code>code\nline\n</code></pre>" in shown
+    assert keep_line_breaks("one\n\ntwo") == "one\n\ntwo"  # paragraphs stay paragraphs

@@ -26,6 +26,7 @@ __all__ = [
     "WARN_STYLE",
     "code_span",
     "fence",
+    "keep_line_breaks",
     "markdown_html",
     "safe_markdown",
 ]
@@ -59,13 +60,29 @@ BADGE_ATTRS = ('class="llmkit-cache-hit" style="background:var(--jp-success-colo
 @lru_cache(maxsize=2)
 def _markdown(raw_html: bool) -> Any:
     from markdown_it import MarkdownIt
-    md = MarkdownIt("commonmark", {"html": raw_html})
+    # breaks: a single newline stays a line break (a poem, an address), as the model wrote it;
+    # tables are parsed so that their rows are not taken for a paragraph's lines
+    md = MarkdownIt("commonmark", {"html": raw_html, "breaks": True}).enable("table")
     return md if raw_html else md.disable("image")
 
 
 def markdown_html(text: str) -> str:
-    """The answer rendered as HTML: Markdown rendered, raw HTML and images shown as text."""
+    """The answer rendered as HTML: Markdown rendered, line breaks kept, raw HTML and images shown
+    as text."""
     return str(_markdown(False).render(text))
+
+
+def keep_line_breaks(text: str) -> str:
+    """Markdown ``text`` whose single newlines inside a paragraph are hard breaks (two trailing
+    spaces), so a notebook's Markdown renderer keeps them as `markdown_html` does; code, tables
+    and blank lines are left as they are."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    for token in _markdown(True).parse("\n".join(lines)):
+        if token.type == "paragraph_open" and token.map:
+            for i in range(token.map[0], min(token.map[1], len(lines)) - 1):
+                if not lines[i].endswith("  ") and not lines[i].endswith("\\"):
+                    lines[i] += "  "
+    return "\n".join(lines)
 
 
 _SCRIPT_URL = re.compile(r"(?:javascript|vbscript|data):", re.IGNORECASE)

@@ -22,6 +22,7 @@ from .kit import (
     WARN_STYLE,
     code_span,
     fence,
+    keep_line_breaks,
     markdown_html,
     safe_markdown,
 )
@@ -160,7 +161,7 @@ def to_markdown(s: CallSummary) -> str:
         else:
             parts.append(f"**{label}**\n\n{fence(m.content)}")
     if s.output is not None:
-        parts.append("**output**\n\n" + safe_markdown(s.output))
+        parts.append("**output**\n\n" + keep_line_breaks(safe_markdown(s.output)))
     if s.usage is not None:
         parts.append(usage_text(s))
     return "\n\n".join(parts)
