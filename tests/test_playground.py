@@ -116,9 +116,10 @@ def test_pinned_runs_are_compared_side_by_side(llm: OpenAITestServer) -> None:
     assert "run 1" in left and "echo: Name a fruit." in left and "<ins" not in left
     assert "run 3" in right and "changes from run 1" in right
     assert re.search(r"echo: Name a <del[^>]*>fruit\.</del> <ins[^>]*>river\.</ins>", right)
-    for column in (left, right):  # each run's templates and parameters
+    for column in (left, right):  # each run's templates and parameters, each shown once
         assert "system template" in column and "Name a {{ thing }}." in column
-        assert "max_tokens=1024" in column and "temperature=1.0" in column
+        assert column.count("max_tokens=1024") == 1 and column.count("temperature=1.0") == 1
+        assert column.count("gpt-4o-mini") == 1 and column.count("tokens: prompt") == 1
     first.pin.value = third.pin.value = False
     assert pg.compare.children == () and pg.compare.layout.display == "none"
 
@@ -295,6 +296,10 @@ def test_compared_answers_are_escaped_and_diffed_by_word(llm: OpenAITestServer) 
 def test_diff_html_marks_words() -> None:
     assert diff_html("a b c", "a b c") == "a b c"
     assert re.fullmatch(r"<ins[^>]*>new words</ins>", diff_html("", "new words"))
+    marks = re.findall(r'<(?:ins|del) style="([^"]*)"', diff_html("a", "b"))
+    for style in marks:  # readable in the dark theme: the theme's text colour on a translucent tint
+        assert "color:var(--jp-content-font-color" in style and re.search(r"background:rgba\(", style)
+    assert len(marks) == 2
     marked = diff_html("the cat sat on the mat", "the dog sat on the mat today")
     assert re.fullmatch(r"the <del[^>]*>cat</del> <ins[^>]*>dog</ins> sat on the mat "
                         r"<ins[^>]*>today</ins>", marked)

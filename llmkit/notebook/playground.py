@@ -27,7 +27,7 @@ from ..base.templates import Template
 from ..calls.llmcall import LLMCall
 from ..clients import registry
 from .kit import markdown_html
-from .renderers import header_html, message_html, usage_text
+from .renderers import header_html, message_html
 from .summary import CallSummary, MessageView, Scrub, scrubber_for, summarize
 from .widgets import CallView
 
@@ -36,10 +36,13 @@ __all__ = ["Playground", "PlaygroundRun", "diff_html", "playground"]
 _SHOWN_PARAMS = ("temperature", "max_tokens", "max_completion_tokens")
 _LABEL = {"description_width": "90px"}
 _WORD = re.compile(r"\S+\s*")  # a word and the whitespace after it
-_INS = '<ins style="background:#c8f7c5;text-decoration:none">'
-_DEL = '<del style="background:#fbd0d0;color:#888">'
+# translucent green and red under the theme's own text colour: readable on light and dark themes
+_INS = ('<ins style="background:rgba(46,160,67,0.3);color:var(--jp-content-font-color1,inherit);'
+        'text-decoration:none">')
+_DEL = ('<del style="background:rgba(248,81,73,0.25);color:var(--jp-content-font-color2,inherit)">')
+_BORDER = "1px solid var(--jp-border-color2,#ccc)"
 _CODE = ('<pre style="user-select:all;white-space:pre-wrap;margin:0;padding:6px;'
-         'border:1px solid #ccc;border-radius:4px">')
+         f'border:{_BORDER};border-radius:4px">')
 
 
 @dataclass
@@ -264,7 +267,7 @@ class Playground(widgets.VBox):
         run = PlaygroundRun(number, call, given, result, _run_html(s, given), pin, s)
         entry = widgets.HBox([pin, widgets.HTML(run.html + _prompt_html(s),
                                                 layout=widgets.Layout(flex="1 1 auto"))],
-                             layout=widgets.Layout(border_top="1px solid #ddd", padding="4px 0"))
+                             layout=widgets.Layout(border_top=_BORDER, padding="4px 0"))
         pin.observe(lambda _: self._refresh_compare(), "value")
         self.runs.append(run)
         self.history.children = (entry.add_class("llmkit-history-entry"), *self.history.children)
@@ -276,7 +279,7 @@ class Playground(widgets.VBox):
         pinned = [run for run in self.runs if run.pin.value]
         for old in self.compare.children:
             old.close()
-        column = {"flex": "1 1 0", "min_width": "0", "border": "1px solid #ccc", "padding": "4px"}
+        column = {"flex": "1 1 0", "min_width": "0", "border": _BORDER, "padding": "4px"}
         scrub = scrubber_for(self.call)
         self.compare.children = (
             [widgets.HTML(_column_html(r, pinned[0], scrub), layout=widgets.Layout(**column))
@@ -295,26 +298,27 @@ class Playground(widgets.VBox):
             text = (f"MissingVariableError: the templates use {{{{ {exc.variable} }}}}; fill in the "
                     f"field {exc.variable!r}")
         text = scrubber_for(self.call)(text)
-        self.error.value = f'<div style="color:#b00020;white-space:pre-wrap">{html.escape(text)}</div>'
+        self.error.value = (f'<div style="color:var(--jp-error-color1,#b00020);white-space:pre-wrap">'
+                            f'{html.escape(text)}</div>')
 
     def __repr__(self) -> str:
         return f"Playground({self.call!r}, runs={len(self.runs)})"
 
 
 def _run_html(s: CallSummary, given: dict[str, str]) -> str:
-    """A run as HTML: header (model, parameters, latency, cost, cache hit), variables, answer, tokens."""
+    """A run as HTML: header (model, parameters, latency, cost, tokens, cache hit), variables, answer."""
     return (f'<div class="llmkit-header">{header_html(s)}</div>'
             + _variables_html(given)
-            + f'<div class="llmkit-output">{markdown_html(s.output or "")}</div>'
-            + f'<div class="llmkit-tokens">{html.escape(usage_text(s))}</div>')
+            + f'<div class="llmkit-output">{markdown_html(s.output or "")}</div>')
 
 
 def _column_html(run: PlaygroundRun, reference: PlaygroundRun, scrub: Scrub) -> str:
-    """A run in the comparison: header, variables, parameters, templates, then its answer as
-    plain text with the words that differ from ``reference``'s answer marked."""
+    """A run in the comparison: header, variables, the parameters the header does not show,
+    templates, then its answer as plain text with the words that differ from ``reference``'s
+    answer marked (each thing once: the header already has the model, tokens, changed parameters)."""
     s, call = run.summary, run.call
     params = ", ".join(f"{k}={HIDDEN}" if is_credential(k, v) else f"{k}={v!r}"
-                       for k, v in call.model_params.items())
+                       for k, v in call.model_params.items() if k != "model" and k not in s.params)
     templates = [("system template", call.system_template), ("user template", call.user_template)]
     answer = (html.escape(s.output or "") if run is reference
               else diff_html(reference.summary.output or "", s.output or ""))
@@ -325,8 +329,7 @@ def _column_html(run: PlaygroundRun, reference: PlaygroundRun, scrub: Scrub) -> 
             + "".join(message_html(MessageView(role, scrub(t.source)))
                       for role, t in templates if t is not None)
             + f'<div class="llmkit-output"><i>{note}</i>'
-            + f'<div style="white-space:pre-wrap">{answer}</div></div>'
-            + f'<div class="llmkit-tokens">{html.escape(usage_text(s))}</div>')
+            + f'<div style="white-space:pre-wrap">{answer}</div></div>')
 
 
 def diff_html(before: str, after: str) -> str:
