@@ -230,3 +230,17 @@ def test_the_footer_shows_what_was_paid() -> None:
     estimated = _completion("gpt-4o-mini", None)  # a proxy that sends no usage
     shown = footer(estimated)[-1]
     assert estimated.cost_estimated and re.fullmatch(r"cost ≈ \$0\.0*[1-9]\d? \(estimated\)", shown)
+
+
+def test_the_footer_names_the_tools_instead_of_their_specification() -> None:
+    spec = {"type": "object", "properties": {"city": {"type": "string", "description": "A city"}}}
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+                                               "parameters": spec}},
+             {"type": "function", "name": "search_docs", "parameters": spec},  # Responses API form
+             {"type": "web_search"}]
+    completion = Completion({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],
+                             "tools": tools}, {"choices": [{"message": {"content": "ok"}}]}, 0.1, False)
+    bundle = display.mimebundle(completion)
+    assert "tools=get_weather, search_docs, web_search" in bundle["text/plain"].splitlines()[0]
+    for shown in bundle.values():
+        assert "properties" not in shown and "Weather now" not in shown

@@ -150,9 +150,23 @@ def _shown_params(params: Mapping[str, Any], scrub: Scrub) -> dict[str, str]:
     for key, value in params.items():
         if key in defaults and defaults[key] == value:
             continue
-        text = secrets.HIDDEN if secrets.is_secret_name(key) else scrub(repr(value))
+        if key == "tools" and isinstance(value, list):  # the names: the specification is code's
+            text = scrub(", ".join(map(_tool_name, value)))
+        else:
+            text = secrets.HIDDEN if secrets.is_secret_name(key) else scrub(repr(value))
         shown[key] = text if len(text) <= 80 else text[:79] + "…"
     return shown
+
+
+def _tool_name(tool: Any) -> str:
+    """A tool's name: a chat function's (``function.name``), a Responses function's (``name``), or
+    a built-in tool's type (``web_search``)."""
+    if not isinstance(tool, Mapping):
+        return "?"
+    function = tool.get("function")
+    name = (function.get("name") if isinstance(function, Mapping) else None) or tool.get("name") \
+        or tool.get("type")
+    return str(name) if name else "?"
 
 
 def _default_model(call: Any) -> str:
