@@ -182,6 +182,12 @@ def load_ipython_extension(ipython: Any) -> None:
     load(ipython)
 
 
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext llmkit``: llmkit's warnings are shown as Python shows them again."""
+    from .notebook.magics import unload_ipython_extension as unload
+    unload(ipython)
+
+
 def playground(call: LLMCall, **variables: Any) -> Any:
     """The prompt-iteration widget for ``call`` (same as ``call.playground()``)."""
     from .notebook.playground import playground as make

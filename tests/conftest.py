@@ -80,4 +80,5 @@ def ip(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     sys.modules["__main__"], sys.displayhook, sys.excepthook = saved
     shell.run_line_magic("load_ext", "llmkit")
     yield shell
+    shell.run_line_magic("unload_ext", "llmkit")  # warnings shown as Python shows them again
     InteractiveShell.clear_instance()

@@ -356,3 +356,28 @@ def test_the_first_five_minutes(ip: InteractiveShell, monkeypatch: pytest.Monkey
     run(ip, "%llm_api local")
     out, _ = run(ip, "%llm_config model")
     assert out.stdout == "MODEL = smollm2-135m-instruct\n"  # what the active client really uses
+
+
+def test_an_llmkit_warning_is_one_clean_line_and_others_are_left_alone(
+        ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+    before: list[str] = []  # what the showwarning in place before the extension was given
+    ip.run_line_magic("unload_ext", "llmkit")
+    monkeypatch.setattr(warnings, "showwarning", lambda message, category, filename, lineno, file=None,
+                        line=None: before.append(f"{filename}:{lineno}: {category.__name__}: {message}"))
+    ip.run_line_magic("load_ext", "llmkit")
+    cell = ("import warnings\n"
+            "from llmkit.base.errors import LLMKitWarning\n"
+            "with warnings.catch_warnings():\n"
+            "    warnings.simplefilter('always')\n"
+            "    warnings.warn('rows do not match the templates', LLMKitWarning)\n"
+            "    warnings.warn('something else', UserWarning)\n")
+    out, result = run(ip, cell)
+    assert result.success
+    assert out.stderr == "LLMKitWarning: rows do not match the templates\n"  # no file, no source line
+    [other] = before  # another warning is shown as before, with its file and line
+    assert other.endswith(":6: UserWarning: something else")
+    ip.run_line_magic("unload_ext", "llmkit")
+    out, result = run(ip, cell)
+    assert result.success and out.stderr == "" and len(before) == 3  # the previous one is back
+    assert before[1].endswith(":5: LLMKitWarning: rows do not match the templates")

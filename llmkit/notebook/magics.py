@@ -28,6 +28,7 @@ from ..base.templates import Template
 from ..calls.chat import LLMChat
 from ..calls.llmcall import LLMCall
 from ..clients import registry
+from . import warning_line
 from .kit import BOX_STYLE
 from .magic_kit import one_line_errors, parse
 from .renderers import answer_html
@@ -36,7 +37,7 @@ from .settings_magics import SettingsMagics
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-__all__ = ["LLMMagics", "load_ipython_extension"]
+__all__ = ["LLMMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 FORMATS = ("markdown", "text", "json", "code")
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
@@ -231,6 +232,7 @@ def load_ipython_extension(ipython: Any) -> None:
                                 if type(c).__name__ not in (LLMMagics.__name__, SettingsMagics.__name__)]
     ipython.register_magics(LLMMagics(ipython))
     ipython.register_magics(SettingsMagics(ipython))
+    warning_line.install()
     try:
         client = registry.client()
         line = f"llmkit: api type {client.api_type}, model {client.settings()['model']}"
@@ -239,3 +241,9 @@ def load_ipython_extension(ipython: Any) -> None:
     except LLMKitError as exc:
         line = f"llmkit: the configuration has a problem: {exc}"
     print(line)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext llmkit``: warnings are shown as Python shows them again (the magics stay
+    registered, as IPython has no way to remove them)."""
+    warning_line.uninstall()
