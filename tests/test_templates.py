@@ -242,7 +242,7 @@ def test_a_path_loads_that_exact_file(tmp_path: Path) -> None:
     elsewhere.mkdir()
     (elsewhere / "p.md").write_text("exact {{ x }}")
     t = Template(elsewhere / "p.md")
-    assert t.path == elsewhere / "p.md" and t.name == "p.md" and t.label == str(elsewhere / "p.md")
+    assert t.path == elsewhere / "p.md" and t.name == "p.md" and t.label == "elsewhere/p.md"
     assert t.source == "exact {{ x }}" and t.variables == ("x",)
     assert t.render(x=2) == "exact 2"
     assert Template(Path("elsewhere/p.md")).render(x=3) == "exact 3"  # relative to the cwd
@@ -255,3 +255,31 @@ def test_a_path_loads_that_exact_file(tmp_path: Path) -> None:
         Template(elsewhere / "bad.md")
     with pytest.raises(TemplateError, match=r"file name, a pathlib\.Path or a Jinja2 string"):
         Template(42)  # type: ignore[arg-type]
+
+
+def test_errors_show_no_absolute_path_of_the_authors_machine(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "broken.md").write_text("line one\n{{ x ")
+    outside = tmp_path / "home" / "alice" / "prompts"
+    outside.mkdir(parents=True)
+    (outside / "other.md").write_text("{% if %}")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "here.md").write_bytes(b"caf\xe9")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("LLMKIT_TEMPLATE_PATH", str(tmp_path / "templates"))
+    cases = [(lambda: Template("broken.md"), "template broken.md: line 2: "),
+             (lambda: Template(outside / "other.md"), "template other.md: line 1: "),
+             (lambda: Template(Path("here.md")), "template file here.md is not UTF-8 text"),
+             (lambda: Template(outside / "gone.md"), "template file gone.md not found")]
+    for make, shown in cases:
+        with pytest.raises(TemplateError) as info:
+            make()
+        assert str(info.value).startswith(shown), str(info.value)
+        assert str(tmp_path) not in str(info.value) and "alice" not in str(info.value)
+    with pytest.raises(TemplateError) as info:
+        Template("nope.md")
+    assert str(tmp_path) not in str(info.value)
+    assert "searched: templates, " in str(info.value)
+    assert "llmkit/base/templates (built in)" in str(info.value)

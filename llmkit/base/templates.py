@@ -13,10 +13,10 @@ import types
 from pathlib import Path
 from typing import Any
 
-from .errors import MissingVariableError, TemplateError
+from .errors import LLMKitError, MissingVariableError, TemplateError
 from .template_sandbox import CallableOutput, Refused, environment, short
 
-__all__ = ["Template", "template_path"]
+__all__ = ["Template", "shown_path", "template_path"]
 
 PACKAGE_TEMPLATES = Path(__file__).with_name("templates")
 _FILE_NAME = re.compile(r"^[\w./\\-]+\.[A-Za-z0-9]+$")
@@ -45,8 +45,8 @@ class Template:
         if isinstance(spec, Path):
             self.path = spec
             if not spec.is_file():
-                raise TemplateError(f"template file {spec} not found" if not spec.exists() else
-                                    f"template {spec} is not a file")
+                raise TemplateError(f"template file {shown_path(spec)} not found" if not spec.exists()
+                                    else f"template {shown_path(spec)} is not a file")
             self.source = _read(spec)
         elif not isinstance(spec, str):
             raise TemplateError(f"a template must be a file name, a pathlib.Path or a Jinja2 "
@@ -90,7 +90,7 @@ class Template:
 
     @property
     def label(self) -> str:
-        return str(self.path) if self.path else repr(short(str(self.spec)))
+        return shown_path(self.path) if self.path else repr(short(str(self.spec)))
 
     def render(self, **variables: Any) -> str:
         """Render with ``variables``; a missing one raises `MissingVariableError` naming it.
@@ -205,23 +205,46 @@ def _find(name: str) -> Path:
             target = candidate.resolve()
             if not target.is_relative_to(folder.resolve()):
                 raise TemplateError(
-                    f"template {name!r} in {folder} resolves to {target}, outside that folder "
-                    f"(through a symbolic link); names load files inside the template path "
-                    f"folders only: to load it anyway, pass a pathlib.Path: "
-                    f"Template(Path({str(target)!r}))")
+                    f"template {name!r} in {shown_path(folder)} resolves to {shown_path(target)}, "
+                    f"outside that folder (through a symbolic link); names load files inside the "
+                    f"template path folders only: to load it anyway, pass a pathlib.Path: "
+                    f"Template(Path(...))")
             return candidate
     raise TemplateError(f"template file {name!r} not found; searched: "
-                        f"{', '.join(str(f) for f in searched)}")
+                        f"{', '.join(shown_path(f) for f in searched)}")
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as an error message shows it: relative to the working directory or to a template
+    path folder, else its name alone. A message travels in a saved, shared notebook; the author's
+    absolute paths (their user name, their folders) should not travel with it."""
+    absolute = path.expanduser().absolute()
+    if absolute == PACKAGE_TEMPLATES.absolute():
+        return "llmkit/base/templates (built in)"
+    try:
+        folders = [Path.cwd(), *template_path()]
+    except LLMKitError:  # a broken configuration: its own error says so
+        folders = [Path.cwd()]
+    for folder in folders:
+        try:
+            shown = str(absolute.relative_to(folder.absolute()))
+        except ValueError:
+            continue
+        if shown != ".":
+            return shown
+    return path.name
 
 
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise TemplateError(f"template file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
-                            f"at position {exc.start}); save it as UTF-8") from None
+        raise TemplateError(f"template file {shown_path(path)} is not UTF-8 text (byte "
+                            f"{exc.object[exc.start]:#04x} at position {exc.start}); save it as UTF-8") \
+            from None
     except OSError as exc:
-        raise TemplateError(f"template file {path} could not be read: {exc.strerror or exc}") from None
+        raise TemplateError(f"template file {shown_path(path)} could not be read: "
+                            f"{exc.strerror or exc}") from None
 
 
 def _check_encodable(text: str, what: str, name: str) -> None:
