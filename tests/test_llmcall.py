@@ -115,3 +115,12 @@ def test_an_unused_call_keyword_warns_once_per_call_and_name(llm: OpenAITestServ
         call.call(topic="x", colour="red")
     with pytest.warns(llmkit.LLMKitWarning, match="topik"):
         LLMCall("s", "about {{ topic }}").call(topic="x", topik="y")  # another LLMCall warns again
+
+
+def test_a_single_braced_variable_warns_with_the_fix(llm: OpenAITestServer) -> None:
+    call = LLMCall("s", "What is the capital of {country}?")
+    with pytest.warns(llmkit.LLMKitWarning) as seen:
+        answer = call.call(country="France")
+    assert answer == "echo: What is the capital of {country}?"  # sent as written, but now said
+    assert any("{country} is sent as written" in str(w.message) and "write {{ country }}" in str(w.message)
+               for w in seen)

@@ -381,3 +381,12 @@ def test_an_llmkit_warning_is_one_clean_line_and_others_are_left_alone(
     out, result = run(ip, cell)
     assert result.success and out.stderr == "" and len(before) == 3  # the previous one is back
     assert before[1].endswith(":5: LLMKitWarning: rows do not match the templates")
+
+
+def test_a_single_braced_notebook_name_in_llm_warns_with_the_fix(ip: InteractiveShell,
+                                                                 llm: OpenAITestServer) -> None:
+    ip.user_ns["country"] = "France"
+    with pytest.warns(llmkit.LLMKitWarning, match=r"\{country\} is sent as written.*\{\{ country \}\}"):
+        _, result = run(ip, "%%llm\nWhat is the capital of {country}?\n")
+    assert result.success and llm.requests[-1].body["messages"][-1]["content"] == \
+        "What is the capital of {country}?"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import llmkit
-from llmkit.base.errors import MissingVariableError, TemplateError
+from llmkit.base.errors import LLMKitWarning, MissingVariableError, TemplateError
 from llmkit.base.templates import Template
 
 
@@ -283,3 +283,15 @@ def test_errors_show_no_absolute_path_of_the_authors_machine(tmp_path: Path,
     assert str(tmp_path) not in str(info.value)
     assert "searched: templates, " in str(info.value)
     assert "llmkit/base/templates (built in)" in str(info.value)
+
+
+def test_a_single_braced_name_that_is_passed_warns_once_with_the_fix() -> None:
+    t = Template("What is the capital of {country}? {\"json\": 1} {{ other }}")
+    with pytest.warns(LLMKitWarning) as seen:
+        assert t.render(country="France", other="x") == "What is the capital of {country}? {\"json\": 1} x"
+    [warning] = seen
+    assert "{country} is sent as written" in str(warning.message)
+    assert "write {{ country }}" in str(warning.message)
+    assert t.render(country="Italy", other="x").startswith("What is the capital of {country}?")  # once
+    assert Template("{country} {{ country }}").render(country="Peru") == "{country} Peru"  # no warning:
+    assert Template("a {json} b").render(x=1) == "a {json} b"  # ... nor for a name that is not passed

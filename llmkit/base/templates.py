@@ -9,16 +9,21 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import threading
 import types
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import LLMKitError, MissingVariableError, TemplateError
+from .errors import LLMKitError, LLMKitWarning, MissingVariableError, TemplateError
 from .template_sandbox import CallableOutput, Refused, environment, short
 
 __all__ = ["Template", "shown_path", "template_path"]
 
 PACKAGE_TEMPLATES = Path(__file__).with_name("templates")
+_SINGLE_BRACED = re.compile(r"(?<!\{)\{\s*([A-Za-z_]\w*)\s*\}(?!\})")
+_HINT_LOCK = threading.Lock()
 _FILE_NAME = re.compile(r"^[\w./\\-]+\.[A-Za-z0-9]+$")
 
 
@@ -58,6 +63,9 @@ class Template:
                 self.source = _read(self.path)
         self.name = str(self.path.name) if self.path else "<inline>"
         self._rendered: dict[tuple[Any, ...], str] = {}
+        # {name} in single braces: sent as written (f-string and jinja-ai habit); `render` says so
+        self.single_braced = frozenset(_SINGLE_BRACED.findall(self.source))
+        self._hinted: set[str] = set()  # single-braced names already warned about (once each)
         if not self.source.isascii():
             _check_encodable(self.source, f"template {self.label}: the template text", "text")
         from jinja2 import TemplateSyntaxError, meta, nodes
@@ -98,6 +106,8 @@ class Template:
         Renders of plain values (str, numbers, None) are remembered: rendering is deterministic
         in the sandbox, and Jinja's render (about 10 µs) would otherwise be most of a cache hit.
         """
+        if self.single_braced:
+            self.hint_single_braces(variables)
         key = _plain_key(variables, self.variables)
         if key is not None:
             done = self._rendered.get(key)
@@ -109,6 +119,19 @@ class Template:
                 self._rendered.pop(next(iter(self._rendered)))  # the oldest
             self._rendered[key] = text
         return text
+
+    def hint_single_braces(self, names: Iterable[str]) -> None:
+        """Warn once per name (`LLMKitWarning`) when ``{name}`` in single braces, sent as written,
+        names one of ``names`` (the variables given, or a notebook's names): the author meant
+        ``{{ name }}``. Without the warning the model gets "{country}" and nobody is told."""
+        meant = [n for n in names if n in self.single_braced and n not in self.variables]
+        with _HINT_LOCK:
+            new = [n for n in meant if n not in self._hinted]
+            self._hinted.update(new)
+        for name in new:
+            warnings.warn(f"template {self.label}: {{{name}}} is sent as written, in single braces; "
+                          f"to fill in the variable {name!r}, write {{{{ {name} }}}}", LLMKitWarning,
+                          stacklevel=3)
 
     def _render(self, variables: dict[str, Any]) -> str:
         for name in self.variables:

@@ -141,6 +141,7 @@ class LLMMagics(Magics):
             live = _Live(fmt, self.stream_interval) if stream and output is None else None
             if args.chat:
                 prompt = Template(cell.strip())
+                prompt.hint_single_braces(n for n in prompt.single_braced if n in ns)  # {x}: {{ x }}?
                 text = prompt.render(**{n: ns[n] for n in prompt.variables if n in ns})
                 chat = self.chats.get(args.chat)
                 if chat is None:
@@ -149,6 +150,9 @@ class LLMMagics(Magics):
                 result = chat.continue_conversation(text, output_type=output)
             else:
                 call = LLMCall(args.system or self.system, cell.strip(), **params)
+                if call.user_template is not None:  # {x} in the cell, x in the notebook: {{ x }}?
+                    cell_template = call.user_template
+                    cell_template.hint_single_braces(n for n in cell_template.single_braced if n in ns)
                 variables = {name: ns[name] for name in call.variables if name in ns}
                 result = call.run(variables, stream=live is not None, on_delta=live,
                                   cache=False if args.no_cache else None, output_type=output)
