@@ -71,7 +71,7 @@ def test_run_runs_and_spend_show_model_and_user_text_escaped(llm: OpenAITestServ
         LLMCall("Be brief.", "Say {{ x }}").map([{"x": XSS}], progress=False)
     llm.fail(400, message=f"bad {XSS}")
     with pytest.raises(llmkit.InvalidRequestError):
-        LLMCall("Be brief.", "again").call(model="gpt-4o", cache=False)
+        LLMCall("Be brief.", "again").run({}, model="gpt-4o", cache=False)
     failed, run = llmkit.history()
     assert run.model == evil_model and failed.error == "InvalidRequestError"
 

@@ -122,5 +122,6 @@ def test_a_single_braced_variable_warns_with_the_fix(llm: OpenAITestServer) -> N
     with pytest.warns(llmkit.LLMKitWarning) as seen:
         answer = call.call(country="France")
     assert answer == "echo: What is the capital of {country}?"  # sent as written, but now said
-    assert any("{country} is sent as written" in str(w.message) and "write {{ country }}" in str(w.message)
-               for w in seen)
+    assert [str(w.message) for w in seen if issubclass(w.category, llmkit.LLMKitWarning)] == [
+        next(str(w.message) for w in seen if "{country} is sent as written" in str(w.message))]
+    assert "write {{ country }}" in str(seen[0].message)  # one warning, and it gives the fix

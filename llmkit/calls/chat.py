@@ -121,8 +121,8 @@ class LLMChat:
         started, add the user prompt again for these variables; send; return the answer (the
         validated value with an ``output_type``, else a `Result`). A keyword the prompts do not
         use is not sent: a model parameter raises `ConfigError`, any other name warns once."""
-        used = [*(self.system_template.variables if self.system_template else ()),
-                *(self.user_template.variables if self.user_template else ())]
+        templates = [t for t in (self.system_template, self.user_template) if t is not None]
+        used = [name for t in templates for name in (*t.variables, *t.single_braced)]
         check_variables("LLMChat", used, variables, self._warned)
         with self._lock:
             messages = self._started(variables)

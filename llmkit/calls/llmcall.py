@@ -125,7 +125,9 @@ class LLMCall:
         A keyword the templates do not use is not sent: a model parameter (``model=...``) raises
         `ConfigError` (pass it to `run` or to the LLMCall), any other name warns once.
         """
-        check_variables("LLMCall", self.variables, variables, self._warned)
+        braced = [name for t in (self.system_template, self.user_template) if t is not None
+                  for name in t.single_braced]  # their render warns with the {{ name }} fix
+        check_variables("LLMCall", [*self.variables, *braced], variables, self._warned)
         answer = self.ask(variables, stream=stream, on_delta=on_delta, cache=cache)
         self._last = answer
         return answer.value
