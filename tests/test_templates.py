@@ -9,6 +9,7 @@ import pytest
 import llmkit
 from llmkit.base.errors import LLMKitWarning, MissingVariableError, TemplateError
 from llmkit.base.templates import Template
+from tests.openai_server import OpenAITestServer
 
 
 def test_inline_template_renders_and_lists_variables() -> None:
@@ -295,3 +296,51 @@ def test_a_single_braced_name_that_is_passed_warns_once_with_the_fix() -> None:
     assert t.render(country="Italy", other="x").startswith("What is the capital of {country}?")  # once
     assert Template("{country} {{ country }}").render(country="Peru") == "{country} Peru"  # no warning:
     assert Template("a {json} b").render(x=1) == "a {json} b"  # ... nor for a name that is not passed
+
+
+# -- objects from a notebook in a prompt ---------------------------------------------------------
+
+
+def test_a_dataframe_reads_as_a_compact_markdown_table() -> None:
+    import pandas as pd
+    frame = pd.DataFrame({"city": [f"c|{i}" for i in range(12)], "people": range(12)})
+    text = Template("Rows:\n{{ df }}").render(df=frame)
+    lines = text.splitlines()
+    assert lines[1] == "|  | city | people |" and lines[2] == "|---|---|---|"
+    assert lines[3] == "| 0 | c\\|0 | 0 |"  # a pipe in a cell cannot break the table
+    assert len([line for line in lines if line.startswith("| ")]) == 1 + 10  # header + head(10)
+    assert lines[-1] == (f"(12 rows × 2 columns, first 10 shown; dtypes: city: {frame.dtypes['city']}, "
+                         f"people: int64)")
+    assert "DataFrame" not in text and "..." not in text
+
+
+def test_a_series_and_an_object_with_markdown_read_as_markdown() -> None:
+    import pandas as pd
+
+    class Note:
+        def _repr_markdown_(self) -> str:
+            return "**bold** note"
+
+    text = Template("{{ s }}\n{{ note }}").render(s=pd.Series([1.5, 2.5], name="score"), note=Note())
+    assert text.splitlines()[:4] == ["|  | score |", "|---|---|", "| 0 | 1.5 |", "| 1 | 2.5 |"]
+    assert "(2 rows; dtypes: score: float64)" in text and text.endswith("**bold** note")
+
+
+def test_a_dataframe_in_an_llmcall_is_sent_as_a_table(llm: OpenAITestServer) -> None:
+    import pandas as pd
+
+    from llmkit import LLMCall
+    answer = LLMCall("s", "Summarise:\n{{ df }}").call(df=pd.DataFrame({"a": [1, 2]}))
+    assert answer == ("echo: Summarise:\n|  | a |\n|---|---|\n| 0 | 1 |\n| 1 | 2 |\n\n"
+                      "(2 rows × 1 columns; dtypes: a: int64)")
+
+
+def test_rendering_never_imports_pandas() -> None:
+    import subprocess
+    import sys
+    code = ("import sys, llmkit\n"
+            "from llmkit.base.templates import Template\n"
+            "Template('{{ x }}').render(x=1)\n"
+            "print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

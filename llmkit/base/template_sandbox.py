@@ -11,6 +11,8 @@ import re
 from functools import lru_cache, wraps
 from typing import Any
 
+from .prompt_values import as_prompt_text
+
 __all__ = ["CallableOutput", "Refused", "environment", "short"]
 
 _MAX_ITEMS = 1_000_000  # characters or items one `*` or padding (ljust, center, ...) may make
@@ -39,7 +41,7 @@ def environment() -> Any:
         # Called on the value of every {{ }}; StrictUndefined is callable but raises on str().
         if callable(value) and not isinstance(value, Undefined):
             raise CallableOutput(value)
-        return value
+        return as_prompt_text(value)  # a DataFrame as a Markdown table, not its repr
 
     class Sandbox(SandboxedEnvironment):
         """The sandbox, plus limits on what `*`, `**` and padding may make (else MemoryError)."""
