@@ -60,7 +60,7 @@ def _blocks(on: Callable[[], object], off: Callable[[], object], calls: int, blo
 def overhead(hits: int = 500, misses: int = 50, blocks: int = 25) -> dict[str, float]:
     """What recording adds per call: (on ms, off ms) for a cache hit and for a miss."""
     import llmkit
-    from llmkit.clients import history
+    from llmkit.clients import recorder as history
     from tests.openai_server import OpenAITestServer
 
     with OpenAITestServer() as server, tempfile.TemporaryDirectory() as folder:

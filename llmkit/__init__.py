@@ -16,6 +16,7 @@ from .base.errors import (
     CallError,
     ConfigError,
     ContextLengthError,
+    HistoryError,
     HistoryWarning,
     InvalidRequestError,
     LLMKitError,
@@ -41,9 +42,10 @@ from .calls.decorator import llm
 from .calls.llmcall import LLMCall
 from .clients.azure_client import AzureClient
 from .clients.compatible import CompatibleClient
-from .clients.history import experiment, history, spend
+from .clients.history import history, spend
 from .clients.local import LocalClient
 from .clients.openai_client import OpenAIClient
+from .clients.recorder import experiment
 from .clients.registry import client, force_api_cache, force_api_type, register_client, registered
 
 __version__ = "0.1.0"
@@ -59,6 +61,7 @@ __all__ = [
     "ConfigError",
     "ContextLengthError",
     "FailedRow",
+    "HistoryError",
     "HistoryWarning",
     "Image",
     "InvalidRequestError",

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from llmkit.base.errors import CacheError
+from llmkit.base.errors import HistoryError
 from llmkit.base.history_db import COLUMNS, VERSION, HistoryDB, day_of
 from llmkit.base.runs import Run, Runs, Spend
 
@@ -93,7 +93,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     raw = sqlite3.connect(path)
     raw.execute(f"PRAGMA user_version = {VERSION + 1}")
     raw.close()
-    with pytest.raises(CacheError, match=r"newer llmkit.*upgrade llmkit, or set HISTORY_PATH"):
+    with pytest.raises(HistoryError, match=r"newer llmkit.*upgrade llmkit, or set HISTORY_PATH"):
         HistoryDB(path)
 
 
@@ -139,7 +139,7 @@ def test_a_missing_file_is_not_created_for_reading(tmp_path: Path) -> None:
 def test_garbage_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "garbage.sqlite3"
     path.write_bytes(b"\x00garbage" * 1000)
-    with pytest.raises(CacheError, match=r"cannot be used.*HISTORY_PATH"):
+    with pytest.raises(HistoryError, match=r"cannot be used.*HISTORY_PATH"):
         HistoryDB(path)
 
 

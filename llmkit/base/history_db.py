@@ -19,10 +19,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import CacheError
-from .runs import FIELDS, Run, Runs
+from .errors import HistoryError
+from .runs import BY, FIELDS, Run, Runs
 
-__all__ = ["BY", "COLUMNS", "HistoryDB", "day_of"]
+__all__ = ["COLUMNS", "HistoryDB", "day_of"]
 
 VERSION = 2
 COLUMNS = ("time", "day", "kind", "api_type", "host", "model", "messages", "prompt", "answer",
@@ -33,7 +33,6 @@ COLUMNS = ("time", "day", "kind", "api_type", "host", "model", "messages", "prom
 
 TOTALS = ("runs", "cached_runs", "errors", "unpriced", "prompt_tokens", "completion_tokens",
           "cached_tokens", "total_tokens", "cost")
-BY = ("model", "day", "notebook")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
@@ -106,12 +105,12 @@ class HistoryDB:
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, fast
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > VERSION:
-                raise CacheError(f"run history {str(self.path)!r} was written by a newer llmkit "
+                raise HistoryError(f"run history {str(self.path)!r} was written by a newer llmkit "
                                  f"(schema {version}); upgrade llmkit, or set HISTORY_PATH")
             if version < VERSION:
                 self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
-            raise CacheError(f"run history {str(self.path)!r} cannot be used: {exc}; move the "
+            raise HistoryError(f"run history {str(self.path)!r} cannot be used: {exc}; move the "
                              "file aside, or set HISTORY_PATH (HISTORY=False turns it off)") from None
 
     def close(self) -> None:
@@ -242,7 +241,7 @@ class HistoryDB:
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
-            raise CacheError(f"run history {str(self.path)!r} cannot be read: {exc}") from None
+            raise HistoryError(f"run history {str(self.path)!r} cannot be read: {exc}") from None
 
 
 _JSON_FIELDS: dict[str, Any] = {"messages": list, "params": dict, "tool_calls": (list, type(None))}

@@ -16,7 +16,7 @@ from ..base import hooks
 from ..base.errors import ConfigError
 from ..base.result import Completion
 from ..base.templates import Template
-from ..clients.history import linked, new_id
+from ..clients.recorder import linked, new_id
 from .send import send
 
 __all__ = ["LLMChat"]
