@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..base import hooks
@@ -53,6 +53,7 @@ _problem: str | None = None  # why rows could not be written; warned about once,
 _warned = False
 _encode = json.JSONEncoder(ensure_ascii=False).encode  # built once: json.dumps with options
 _encode_any = json.JSONEncoder(ensure_ascii=False, default=str).encode  # builds one per call
+_pid = os.getpid()
 _DATA_URL = re.compile(r"data:([\w/+.-]+);base64,[A-Za-z0-9+/=]{64,}")
 
 
@@ -120,8 +121,8 @@ def _start() -> None:
 
 
 def _reset_after_fork() -> None:
-    global _writer, _queue, _urgent
-    _writer, _queue, _urgent = None, queue.SimpleQueue(), threading.Event()
+    global _writer, _queue, _urgent, _pid
+    _writer, _queue, _urgent, _pid = None, queue.SimpleQueue(), threading.Event(), os.getpid()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
@@ -130,7 +131,7 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 # -- writing (the writer thread) ---------------------------------------------------------------
 
 def _write_forever() -> None:
-    from ..base.history_db import HistoryDB  # sqlite3 loads with the first recorded call
+    from ..base.history_db import HistoryDB, day_of  # sqlite3 loads with the first recorded call
     dbs: dict[str, HistoryDB | None] = {}
     while True:
         items = _gather()
@@ -141,7 +142,7 @@ def _write_forever() -> None:
                 done.append(item)
                 continue
             try:
-                rows.setdefault(item[0].history, []).append(_row(*item))
+                rows.setdefault(item[0].history, []).append(_row(*item, day_of=day_of))
             except Exception as exc:  # a row that cannot be built is dropped, not the writer
                 _failed(f"a run could not be recorded ({type(exc).__name__})")
         for path, batch in rows.items():
@@ -185,56 +186,62 @@ def _failed(problem: str) -> None:
     _problem = problem
 
 
+class _Row(dict[str, Any]):
+    """A run's values for the store. Its ``messages``, ``prompt`` and ``params`` are encoded only
+    if the store asks for them: for a request it has not stored yet (a hit's was stored with
+    its miss, so hits skip the encoding: ~25 µs for 1 KB of messages)."""
+
+    __slots__ = ("prepared",)
+    prepared: Prepared
+
+    def __missing__(self, name: str) -> str:
+        from ..base.history_db import ASKED
+        if name not in ASKED:
+            raise KeyError(name)
+        self.update(zip(ASKED, _asked(self.prepared), strict=True))
+        return str(self[name])
+
+
 def _row(p: Prepared, completion: Completion | None, error: BaseException | None, now: float,
          latency: float, batch_id: str | None, chat_id: str | None, experiment: str | None,
-         where: tuple[str | None, str | None] | None) -> dict[str, Any]:
-    from ..base.history_db import day_of
-    request = p.public
-    text, prompt, params = _asked(p)
-    row: dict[str, Any] = {
-        "time": now - latency, "day": day_of(now - latency), "kind": p.kind,
-        "api_type": p.api_type, "host": _host(p.endpoint), "model": str(request.get("model")),
-        "messages": text, "prompt": prompt,
-        "answer": "", "params": params,
-        "prompt_tokens": None, "completion_tokens": None, "cached_tokens": None,
-        "total_tokens": None, "cost": 0.0, "latency": latency, "cached": 0,
-        "finish_reason": None, "tool_calls": None, "error": None, "error_message": None,
-        "notebook": where[0] if where else None, "cell_id": where[1] if where else None,
-        "batch_id": batch_id, "chat_id": chat_id, "experiment": experiment, "pid": os.getpid()}
+         where: tuple[str | None, str | None] | None, *, day_of: Callable[[float], str]) -> _Row:
+    """A run's values, built in one go (the writer's Python work per run is what a hit pays for
+    while it holds the GIL); ``day_of`` is the store's, passed in as sqlite3 loads with it."""
+    model, answer, tool_calls, finish_reason = str(p.public.get("model")), "", None, None
+    counts: dict[str, int] = {}
+    cost: float | None = 0.0
+    cached, cached_tokens = 0, None
     if completion is not None:
         message = completion.message
+        content = message.get("content")
+        answer = content if isinstance(content, str) else ""
+        if isinstance(message.get("tool_calls"), list):
+            tool_calls = _encode(message["tool_calls"])
+        counts, cost, latency = completion.usage, completion.paid, completion.latency
+        model, cached, finish_reason = completion.model or model, int(completion.cached), \
+            completion.finish_reason
         usage = completion.response.get("usage")
-        counts = completion.usage
         details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
         cached_tokens = details.get("cached_tokens") if isinstance(details, dict) else None
-        content = message.get("content")
-        row.update(
-            answer=content if isinstance(content, str) else "",
-            model=completion.model or row["model"],
-            prompt_tokens=counts.get("prompt_tokens"), total_tokens=counts.get("total_tokens"),
-            completion_tokens=counts.get("completion_tokens"),
-            cached_tokens=cached_tokens if type(cached_tokens) is int else None,
-            cost=completion.paid,
-            latency=completion.latency, cached=int(completion.cached),
-            finish_reason=completion.finish_reason,
-            tool_calls=_encode(message["tool_calls"])
-            if isinstance(message.get("tool_calls"), list) else None)
-    if error is not None:
-        row["error"] = type(error).__name__
-        row["error_message"] = scrub(str(error), p.secrets)[:2000]
+        cached_tokens = cached_tokens if type(cached_tokens) is int else None
+    row = _Row(
+        time=now - latency, day=day_of(now - latency), kind=p.kind, api_type=p.api_type,
+        host=_host(p.endpoint), model=model,
+        key=p.key if p.kind == "chat" else None,  # an embedding run's key is its first text's
+        answer=answer, prompt_tokens=counts.get("prompt_tokens"),
+        completion_tokens=counts.get("completion_tokens"), cached_tokens=cached_tokens,
+        total_tokens=counts.get("total_tokens"), cost=cost, latency=latency, cached=cached,
+        finish_reason=finish_reason, tool_calls=tool_calls,
+        error=type(error).__name__ if error is not None else None,
+        error_message=scrub(str(error), p.secrets)[:2000] if error is not None else None,
+        notebook=where[0] if where else None, cell_id=where[1] if where else None,
+        batch_id=batch_id, chat_id=chat_id, experiment=experiment, pid=_pid)
+    row.prepared = p
     return row
 
 
-_memo: dict[str, tuple[str, str, str]] = {}  # cache key -> _asked(p); the writer thread's own
-
-
 def _asked(p: Prepared) -> tuple[str, str, str]:
-    """The messages (JSON), their text and the parameters (JSON) of a call. Remembered per cache
-    key for chat calls: a key names one public request, and repeated calls (cache hits) are the
-    common case, so their rows skip the encoding."""
-    memo = p.key if p.kind == "chat" else None  # an embedding run's key is its first text's
-    if memo is not None and memo in _memo:
-        return _memo[memo]
+    """The messages (JSON), their text and the parameters (JSON) of a call."""
     request = p.public
     if p.kind == "embedding":
         texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
@@ -246,12 +253,7 @@ def _asked(p: Prepared) -> tuple[str, str, str]:
         text = _DATA_URL.sub(_short, text)
         messages = json.loads(text)
     params = {k: v for k, v in request.items() if k not in ("model", "messages", "input")}
-    asked = (text, prompt_text(messages), _encode_any(params))
-    if memo is not None:
-        if len(_memo) >= 256:
-            _memo.clear()
-        _memo[memo] = asked
-    return asked
+    return text, prompt_text(messages), _encode_any(params)
 
 
 def _short(match: re.Match[str]) -> str:
