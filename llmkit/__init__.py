@@ -21,6 +21,7 @@ from .base.errors import (
     CallError,
     ConfigError,
     ContextLengthError,
+    HistoryError,
     HistoryWarning,
     InvalidRequestError,
     LLMKitError,
@@ -48,9 +49,10 @@ if TYPE_CHECKING:  # imported on first use (see `_LAZY`); named here for type ch
     from .calls.batch import FailedRow, last_batch
     from .clients.azure_client import AzureClient
     from .clients.compatible import CompatibleClient
-    from .clients.history import experiment, history, spend
+    from .clients.history import history, spend
     from .clients.local import LocalClient
     from .clients.openai_client import OpenAIClient
+    from .clients.recorder import experiment
     from .clients.registry import client, force_api_cache, force_api_type, register_client, registered
 
 # Public name -> the module that defines it (see `_module`), imported when the name is first used.
@@ -62,7 +64,7 @@ _LAZY = {
     "FailedRow": "batch", "last_batch": "batch",
     "AzureClient": "azure_client",
     "CompatibleClient": "compatible",
-    "experiment": "history", "history": "history", "spend": "history",
+    "experiment": "recorder", "history": "history", "spend": "history",
     "LocalClient": "local",
     "OpenAIClient": "openai_client",
     "client": "registry", "force_api_cache": "registry", "force_api_type": "registry",
@@ -97,6 +99,9 @@ def _module(key: str) -> Any:
     if key == "history":
         from .clients import history
         return history
+    if key == "recorder":
+        from .clients import recorder
+        return recorder
     if key == "local":
         from .clients import local
         return local
@@ -135,6 +140,7 @@ __all__ = [
     "ConfigError",
     "ContextLengthError",
     "FailedRow",
+    "HistoryError",
     "HistoryWarning",
     "Image",
     "InvalidRequestError",

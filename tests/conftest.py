@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from llmkit.base import config
-from llmkit.clients import budget, history, limiter, registry, store
+from llmkit.clients import budget, limiter, recorder, registry, store
 from tests.openai_server import OpenAITestServer
 
 
@@ -50,7 +50,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     config.reset_forced()
     registry._reset()
     limiter._reset()
-    history._reset()
+    recorder._reset()
     budget._reset()
     store._close_caches()
 

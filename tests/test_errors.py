@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 import httpx2
@@ -107,3 +108,19 @@ def test_every_warning_is_an_llmkit_warning_exported_at_the_top(tmp_path: Path) 
     with pytest.warns(llmkit.LLMKitWarning, match="temporary") as record:
         ResponseCache(not_a_folder).close()
     assert record[0].category is llmkit.CacheWarning
+def test_every_error_is_drawn_in_the_tree_and_exported() -> None:
+    drawn = errors.__doc__ or ""
+    for name in errors.__all__:
+        assert re.search(rf"\b{name}\b", drawn), name
+        assert getattr(llmkit, name) is getattr(errors, name), name
+
+
+def test_history_errors_are_their_own_branch(tmp_path: Path) -> None:
+    """A broken history file is not a cache problem: it raises `HistoryError`, a direct child of
+    `LLMKitError` (code that catches `CacheError` does not swallow it)."""
+    assert errors.HistoryError.__bases__ == (errors.LLMKitError,)
+    assert not issubclass(errors.HistoryError, errors.CacheError)
+    broken = tmp_path / "history.sqlite3"
+    broken.write_bytes(b"not a database" * 100)
+    with pytest.raises(llmkit.HistoryError, match=r"cannot be used.*HISTORY_PATH"):
+        llmkit.history(path=str(broken))

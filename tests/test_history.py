@@ -17,15 +17,15 @@ from pydantic import BaseModel
 import llmkit
 from llmkit import LLMCall, LLMChat, OpenAIClient
 from llmkit.base.errors import (
-    CacheError,
     ConfigError,
+    HistoryError,
     HistoryWarning,
     OutputTypeError,
     ReplayMissError,
     ServerError,
 )
 from llmkit.base.history_db import HistoryDB
-from llmkit.clients import history as recorder
+from llmkit.clients import recorder
 from tests.conftest import SECRET
 from tests.openai_server import OpenAITestServer
 
@@ -255,6 +255,23 @@ def test_history_path_is_honoured(llm: OpenAITestServer, tmp_path: Path,
     assert [r.answer for r in llmkit.history(path=str(target))] == ["echo: u"]
 
 
+def test_repeated_calls_store_their_request_and_answer_once(llm: OpenAITestServer,
+                                                           tmp_path: Path) -> None:
+    call = LLMCall("s", "{{ q }}")
+    for _ in range(5):
+        call.run({"q": "same question " * 50})  # a miss, then hits
+    call.run({"q": "other"})
+    recorded = runs()
+    assert len(recorded) == 6 and [r.cached for r in recorded[1:]] == [True] * 4 + [False]
+    assert {r.prompt for r in recorded[1:]} == {"s\n\n" + "same question " * 50}
+    assert len(llmkit.history("same", cached=True)) == 4
+    raw = sqlite3.connect(default_path(tmp_path))
+    counts = [raw.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+              for t in ("runs", "prompts", "answers")]
+    raw.close()
+    assert counts == [6, 2, 2]
+
+
 # -- search ------------------------------------------------------------------------------------
 
 
@@ -387,7 +404,7 @@ def test_a_garbage_file_gives_one_warning_and_calls_go_on(llm: OpenAITestServer,
         assert calls_go_on() == [f"echo: question {i}" for i in range(3)]
     (message,) = history_warnings(record)
     assert "HISTORY_PATH" in message and "HISTORY=False" in message
-    with pytest.raises(CacheError, match="cannot be used"):
+    with pytest.raises(HistoryError, match="cannot be used"):
         llmkit.history()
 
 
@@ -428,9 +445,9 @@ def test_a_newer_schema_is_a_clear_error(tmp_path: Path) -> None:
     db = sqlite3.connect(target)
     db.execute("PRAGMA user_version = 99")
     db.close()
-    with pytest.raises(CacheError, match=r"newer llmkit.*upgrade llmkit"):
+    with pytest.raises(HistoryError, match=r"newer llmkit.*upgrade llmkit"):
         llmkit.history()
-    with pytest.raises(CacheError, match="newer llmkit"):
+    with pytest.raises(HistoryError, match="newer llmkit"):
         llmkit.spend()
 
 
@@ -505,7 +522,7 @@ WRITER = """
 import os, sys
 sys.path.insert(0, {root!r})
 import llmkit
-from llmkit.clients import history
+from llmkit.clients import recorder
 ready, go = sys.argv[1], sys.argv[2]
 client = llmkit.OpenAIClient()
 messages = [{{"role": "user", "content": "same question"}}]
@@ -516,8 +533,8 @@ while not os.path.exists(go):
 for i in range({n} - 1):
     client.complete(messages)
     if i % 50 == 0:
-        history.flush()
-history.flush()
+        recorder.flush()
+recorder.flush()
 print(os.getpid())
 """
 

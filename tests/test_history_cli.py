@@ -1,5 +1,5 @@
-"""``python -m llmkit.history export|stats|prune`` on a history written by real calls and by
-`HistoryDB` directly (old runs)."""
+"""``python -m llmkit history export|stats|prune`` on a history written by real calls and by
+`HistoryDB` directly (old runs), run as a user runs it: in another process."""
 
 from __future__ import annotations
 
@@ -15,11 +15,25 @@ import pytest
 import llmkit
 from llmkit import LLMCall
 from llmkit.base.history_db import HistoryDB
-from llmkit.history import main
+from llmkit.clients import recorder
 from tests.openai_server import OpenAITestServer
 from tests.test_history_db import DAY, row
 
-ROOT = Path(__file__).resolve().parents[1]
+
+class Done:
+    """What a finished command printed, and its exit status."""
+
+    def __init__(self, done: subprocess.CompletedProcess[str]) -> None:
+        self.code, self.out, self.err = done.returncode, done.stdout, done.stderr
+
+
+def main(argv: list[str], **env: str) -> Done:
+    """``python -m llmkit history ARGV`` in a new process, with this test's environment (its
+    cache folder and working directory) and ``env``."""
+    recorder.flush()  # this process's calls are in the file before the command reads it
+    return Done(subprocess.run([sys.executable, "-m", "llmkit", "history", *argv],
+                               env={**os.environ, **env}, capture_output=True, text=True,
+                               timeout=120))
 
 
 @pytest.fixture
@@ -40,9 +54,10 @@ def recorded(llm: OpenAITestServer, tmp_path: Path) -> Path:
     return path
 
 
-def test_export_to_stdout_oldest_first(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["export"]) == 0
-    out, err = capsys.readouterr()
+def test_export_to_stdout_oldest_first(recorded: Path) -> None:
+    done = main(["export"])
+    assert done.code == 0, done.err
+    out, err = done.out, done.err
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line["answer"] for line in lines] == ["ancient answer", "old answer",
                                                   "echo: purple elephant", "echo: green frog", ""]
@@ -50,86 +65,90 @@ def test_export_to_stdout_oldest_first(recorded: Path, capsys: pytest.CaptureFix
     assert "exported 5 runs" in err
 
 
-def test_export_to_a_file_with_filters(recorded: Path, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_to_a_file_with_filters(recorded: Path, tmp_path: Path) -> None:
     out_file = tmp_path / "purple.jsonl"
-    assert main(["export", "purple", "--out", str(out_file)]) == 0
+    done = main(["export", "purple", "--out", str(out_file)])
+    assert done.code == 0 and done.out == "" and f"exported 2 runs to {out_file}" in done.err
     lines = [json.loads(line) for line in out_file.read_text(encoding="utf-8").splitlines()]
     assert [line["messages"][-1]["content"] for line in lines] == ["purple elephant", "purple failure"]
     assert not out_file.with_name("purple.jsonl.partial").exists()
-    assert capsys.readouterr().out == ""
-    assert main(["export", "--errors"]) == 0
-    assert [json.loads(line)["error"] for line in capsys.readouterr().out.splitlines()] == [
-        "InvalidRequestError"]
-    assert main(["export", "--model", "gpt-4o", "--since", "7d"]) == 0
-    assert [json.loads(line)["answer"] for line in capsys.readouterr().out.splitlines()] == [
-        "echo: green frog"]
-    assert main(["export", "--since", "35d"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 4
+    done = main(["export", "--errors"])
+    assert [json.loads(line)["error"] for line in done.out.splitlines()] == ["InvalidRequestError"]
+    done = main(["export", "--model", "gpt-4o", "--since", "7d"])
+    assert [json.loads(line)["answer"] for line in done.out.splitlines()] == ["echo: green frog"]
+    assert len(main(["export", "--since", "35d"]).out.splitlines()) == 4
 
 
-def test_stats(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["stats"]) == 0
-    out = capsys.readouterr().out
-    assert "5 runs" in out and "bytes per run" in out and str(recorded) in out
-    assert "gpt-4o-mini" in out and "gpt-4o " in out and "$12.00" in out
-    assert main(["stats", "--since", "7d", "--by", "day"]) == 0
-    out = capsys.readouterr().out
-    assert time.strftime("%Y-%m-%d") in out and "$12" not in out
+def test_stats(recorded: Path) -> None:
+    done = main(["stats"])
+    assert done.code == 0, done.err
+    assert "5 runs" in done.out and "bytes per run" in done.out and str(recorded) in done.out
+    assert "gpt-4o-mini" in done.out and "gpt-4o " in done.out and "$12.00" in done.out
+    done = main(["stats", "--since", "7d", "--by", "day"])
+    assert done.code == 0, done.err
+    assert time.strftime("%Y-%m-%d") in done.out and "$12" not in done.out
 
 
-def test_prune_removes_old_runs_and_their_spend(recorded: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_prune_removes_old_runs_and_their_spend(recorded: Path) -> None:
     assert llmkit.spend().cost > 12
-    assert main(["prune", "--older-than", "30d"]) == 0
-    assert "pruned 2 runs" in capsys.readouterr().out
+    done = main(["prune", "--older-than", "30d"])
+    assert done.code == 0 and "pruned 2 runs" in done.out
     assert len(llmkit.history(limit=None)) == 3
     assert llmkit.spend().cost < 1 and llmkit.spend().total["runs"] == 3
     assert llmkit.history("ancient") == []
-    assert main(["prune", "--older-than", "2w"]) == 0
-    assert "pruned 0 runs" in capsys.readouterr().out
+    done = main(["prune", "--older-than", "2w"])
+    assert done.code == 0 and "pruned 0 runs" in done.out
 
 
 @pytest.mark.parametrize("age", ["30", "soon", "2026-01-01", "-3d", "30 days", "d"])
-def test_a_bad_age_is_a_clear_error(recorded: Path, age: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["prune", f"--older-than={age}"]) == 2
-    err = capsys.readouterr().err
+def test_a_bad_age_is_a_clear_error(recorded: Path, age: str) -> None:
+    done = main(["prune", f"--older-than={age}"])
+    assert done.code == 2 and done.out == ""
+    err = done.err
     assert err.startswith("error: ") and "30d" in err and len(err.strip().splitlines()) == 1
     assert len(llmkit.history(limit=None)) == 5
 
 
-def test_another_path_and_history_off(recorded: Path, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_another_path_and_history_off(recorded: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "none.sqlite3"
-    assert main(["--path", str(elsewhere), "export"]) == 0
-    assert capsys.readouterr().out == "" and not elsewhere.exists()
-    llmkit.force_default_value("history", False)
-    assert main(["stats"]) == 1
-    assert "off" in capsys.readouterr().err
+    done = main(["--path", str(elsewhere), "export"])
+    assert done.code == 0 and done.out == "" and not elsewhere.exists()
+    done = main(["stats"], LLMKIT_HISTORY="False")
+    assert done.code == 1 and "off" in done.err
 
 
-def test_a_newer_schema_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("action", ["stats", "export", "prune --older-than 30d"])
+def test_a_newer_schema_is_one_line(tmp_path: Path, action: str) -> None:
     import sqlite3
     path = tmp_path / "new.sqlite3"
     raw = sqlite3.connect(path)
-    raw.execute("PRAGMA user_version = 7")
+    raw.execute("PRAGMA user_version = 99")
     raw.close()
-    assert main(["--path", str(path), "stats"]) == 2
-    assert "newer llmkit" in capsys.readouterr().err
+    done = main(["--path", str(path), *action.split()])
+    assert done.code == 2 and done.out == ""
+    assert done.err.startswith("error: ") and "newer llmkit" in done.err
+    assert len(done.err.strip().splitlines()) == 1
 
 
-def test_run_as_a_module(recorded: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "llmkit.history", "stats"], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "5 runs" in done.stdout
-    done = subprocess.run([sys.executable, "-m", "llmkit.history", "prune"], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "--older-than" in done.stderr
+def test_usage_mistakes_say_what_is_expected(recorded: Path) -> None:
+    done = main(["prune"])
+    assert done.code == 2 and "--older-than" in done.err
+    done = main(["stats", "--by", "week"])
+    assert done.code == 2 and "model" in done.err and "notebook" in done.err
 
 
-def test_importing_the_command_keeps_llmkit_history_callable(recorded: Path) -> None:
-    import llmkit.history  # binds the module to llmkit.history, where the function was
+def test_help_lists_the_commands() -> None:
+    done = subprocess.run([sys.executable, "-m", "llmkit", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == ""
+    assert "{history,replay}" in done.stdout and "history export" in done.stdout
+    assert "replay record" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "llmkit"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "history" in done.stderr
+
+
+def test_llmkit_history_is_the_function(recorded: Path) -> None:
+    from llmkit.clients.history import history
+    assert llmkit.history is history
     assert [r.answer for r in llmkit.history("purple", errors=False)] == ["echo: purple elephant"]
-    assert llmkit.history.main is main

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from llmkit.base.errors import CacheError
-from llmkit.base.history_db import COLUMNS, VERSION, HistoryDB, day_of
+from llmkit.base.errors import HistoryError
+from llmkit.base.history_db import ASKED, RUN_COLUMNS, VERSION, HistoryDB, day_of
 from llmkit.base.runs import Run, Runs, Spend
 
 DAY = 86400.0
@@ -77,10 +77,15 @@ def test_runs_are_read_in_pages(db: HistoryDB) -> None:
 ])
 def test_rows_of_the_wrong_shape_are_left_out(db: HistoryDB, tmp_path: Path, bad: dict[str, Any]) -> None:
     db.insert([row(answer="good one")])
+    db.insert([row(answer="bad one", messages=json.dumps([{"role": "user", "content": "bad"}]))])
     raw = sqlite3.connect(tmp_path / "h.sqlite3", isolation_level=None)
-    values = row(answer="bad one")
-    raw.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                tuple({**values, **bad}[c] for c in COLUMNS))
+    ((run_id, answer_id, prompt_id),) = raw.execute(
+        "SELECT r.id, a.id, a.prompt_id FROM runs r JOIN answers a ON a.id = r.answer_id "
+        "WHERE a.answer = 'bad one'").fetchall()
+    (name, value), = bad.items()
+    table, where = (("prompts", prompt_id) if name in ASKED else ("answers", answer_id)
+                    if name == "answer" else ("runs", run_id))
+    raw.execute(f"UPDATE {table} SET {name} = ? WHERE id = ?", (value, where))
     raw.close()
     assert [r.answer for r in db.search()] == ["good one"]
     if "answer" not in bad:
@@ -88,44 +93,125 @@ def test_rows_of_the_wrong_shape_are_left_out(db: HistoryDB, tmp_path: Path, bad
     assert [r.answer for r in db.runs()] == ["good one"]
 
 
+def test_a_run_whose_prompt_or_answer_is_gone_is_left_out(db: HistoryDB, tmp_path: Path) -> None:
+    db.insert([row(answer="kept"), row(answer="orphan one", messages='[{"content": "x"}]'),
+               row(answer="orphan two", messages='[{"content": "y"}]')])
+    raw = sqlite3.connect(tmp_path / "h.sqlite3", isolation_level=None)
+    raw.execute("DELETE FROM answers WHERE answer = 'orphan one'")
+    raw.execute("DELETE FROM prompts WHERE messages = '[{\"content\": \"y\"}]'")
+    raw.close()
+    assert [r.answer for r in db.search()] == ["kept"] and db.count() == 3
+
+
+def test_a_request_is_stored_once_and_each_answer_to_it_once(db: HistoryDB, tmp_path: Path) -> None:
+    """Hits repeat a request and its answer: a run is then a small row (its messages are not
+    even read: the recorder encodes them only when asked)."""
+    class Lazy(dict[str, Any]):
+        asked = 0
+
+        def __missing__(self, name: str) -> Any:
+            Lazy.asked += 1
+            return row()[name]
+
+    def lazy(answer: str) -> Lazy:
+        values = Lazy({k: v for k, v in row(answer=answer).items() if k not in ASKED})
+        values["key"] = "k1"
+        return values
+
+    db.insert([lazy("first")])
+    asked = Lazy.asked
+    assert asked == len(ASKED)
+    db.insert([lazy("first"), lazy("first")])
+    db.insert([lazy("second")])  # another answer to the same request (sampling, cache off)
+    assert Lazy.asked == asked
+    db.insert([row(answer="first")])  # no key: keyed by its messages and parameters
+    db.insert([row(answer="first")])
+    raw = sqlite3.connect(tmp_path / "h.sqlite3")
+    counts = [raw.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+              for t in ("runs", "prompts", "answers")]
+    raw.close()
+    assert counts == [6, 2, 3]
+    assert [r.answer for r in db.search("first")] == ["first"] * 5
+    assert [r.answer for r in db.search("second")] == ["second"]
+    assert {tuple(r.messages) == ({"role": "user", "content": "hello"},) for r in db.search()} == {True}
+    reader = HistoryDB(tmp_path / "h.sqlite3")  # another process: nothing remembered
+    reader.insert([lazy("first")])
+    assert Lazy.asked == asked and reader.count() == 7
+    reader.close()
+
+
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.sqlite3"
     raw = sqlite3.connect(path)
     raw.execute(f"PRAGMA user_version = {VERSION + 1}")
     raw.close()
-    with pytest.raises(CacheError, match=r"newer llmkit.*upgrade llmkit, or set HISTORY_PATH"):
+    with pytest.raises(HistoryError, match=r"newer llmkit.*upgrade llmkit, or set HISTORY_PATH"):
         HistoryDB(path)
 
 
-def test_a_version_1_file_is_upgraded_without_indexing_twice(tmp_path: Path) -> None:
-    """Version 1 kept the full-text index in step with triggers; they go, the index stays."""
-    path = tmp_path / "v1.sqlite3"
-    HistoryDB(path).close()
+OLD_COLUMNS = (*RUN_COLUMNS[:6], "messages", "prompt", "answer", "params", *RUN_COLUMNS[6:])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_old_file_is_upgraded(tmp_path: Path, version: int) -> None:
+    """Versions 1 and 2 kept each run's messages, prompt and answer in its own row (version 1
+    kept the index in step with triggers): they move into prompts and answers, once."""
+    path = tmp_path / "old.sqlite3"
     raw = sqlite3.connect(path, isolation_level=None)
-    raw.executescript('''
+    raw.executescript(f'''
+        CREATE TABLE runs (id INTEGER PRIMARY KEY, {", ".join(OLD_COLUMNS)});
+        CREATE INDEX runs_time ON runs(time);
+        CREATE TABLE spend (day TEXT NOT NULL, model TEXT NOT NULL, notebook TEXT NOT NULL,
+            runs INTEGER NOT NULL DEFAULT 0, cached_runs INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0, unpriced INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_tokens INTEGER NOT NULL DEFAULT 0, total_tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0, PRIMARY KEY (day, model, notebook));
+        CREATE VIRTUAL TABLE runs_fts USING fts5(prompt, answer, content='runs', content_rowid='id');
         CREATE TRIGGER runs_fts_insert AFTER INSERT ON runs BEGIN
             INSERT INTO runs_fts(rowid, prompt, answer) VALUES (new.id, new.prompt, new.answer);
         END;
-        CREATE TRIGGER runs_fts_delete AFTER DELETE ON runs BEGIN
-            INSERT INTO runs_fts(runs_fts, rowid, prompt, answer)
-            VALUES ('delete', old.id, old.prompt, old.answer);
-        END;
-        PRAGMA user_version = 1;''')
-    old = row(time.time() - 40 * DAY, answer="written by version one")
-    raw.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                tuple(old[c] for c in COLUMNS))
+        PRAGMA user_version = {version};''')
+    old = [row(time.time() - 40 * DAY, answer="written by an old version", cost=8.0),
+           row(time.time() - 1 * DAY, answer="recent old words", error="ServerError")]
+    for values in old:
+        raw.execute(f"INSERT INTO runs ({', '.join(OLD_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(OLD_COLUMNS))})", tuple(values[c] for c in OLD_COLUMNS))
+    raw.execute("INSERT INTO spend (day, model, notebook, runs, cost) VALUES (?, 'gpt-4o-mini', '', 2, 8)",
+                (old[0]["day"],))
     raw.close()
     db = HistoryDB(path)
-    db.insert([row(answer="written by version two")])
-    assert [r.answer for r in db.search("written")] == ["written by version two",
-                                                        "written by version one"]
+    db.insert([row(answer="written by this version")])
+    assert [r.answer for r in db.search("written")] == ["written by this version",
+                                                        "written by an old version"]
+    assert [(r.answer, r.error, r.messages) for r in db.runs()][:2] == [
+        ("written by an old version", None, [{"role": "user", "content": "hello"}]),
+        ("recent old words", "ServerError", [{"role": "user", "content": "hello"}])]
     assert db.prune(time.time() - 30 * DAY) == 1
-    assert [r.answer for r in db.search("written")] == ["written by version two"]
+    assert [r.answer for r in db.search("written")] == ["written by this version"]
+    assert [r.answer for r in db.search("old")] == ["recent old words"]
+    db.close()
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == VERSION
-    assert raw.execute("INSERT INTO runs_fts(runs_fts) VALUES ('integrity-check')") is not None
+    raw.execute("INSERT INTO texts_fts(texts_fts) VALUES ('integrity-check')")
+    assert raw.execute("SELECT COUNT(*) FROM prompts").fetchone()[0] == 2
     raw.close()
-    db.close()
+    HistoryDB(path).close()  # opened again: nothing to do
+
+
+def test_prune_leaves_no_unused_prompts_or_answers(db: HistoryDB, tmp_path: Path) -> None:
+    now = time.time()
+    db.insert([row(now - 40 * DAY, answer="old"), row(now - 40 * DAY, answer="shared"),
+               row(now, answer="shared")])
+    assert db.prune(now - 30 * DAY) == 2
+    raw = sqlite3.connect(tmp_path / "h.sqlite3")
+    assert [a for (a,) in raw.execute("SELECT answer FROM answers")] == ["shared"]
+    assert raw.execute("SELECT COUNT(*) FROM prompts").fetchone()[0] == 1
+    raw.execute("INSERT INTO texts_fts(texts_fts) VALUES ('integrity-check')")
+    raw.close()
+    assert db.search("old") == [] and [r.answer for r in db.search("shared")] == ["shared"]
+    db.insert([row(answer="old")])  # ids this writer remembered from before the prune are not used
+    assert [r.answer for r in db.search("old")] == ["old"]
 
 
 def test_a_missing_file_is_not_created_for_reading(tmp_path: Path) -> None:
@@ -139,7 +225,7 @@ def test_a_missing_file_is_not_created_for_reading(tmp_path: Path) -> None:
 def test_garbage_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "garbage.sqlite3"
     path.write_bytes(b"\x00garbage" * 1000)
-    with pytest.raises(CacheError, match=r"cannot be used.*HISTORY_PATH"):
+    with pytest.raises(HistoryError, match=r"cannot be used.*HISTORY_PATH"):
         HistoryDB(path)
 
 

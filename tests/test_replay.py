@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,31 @@ def test_replay_file_with_a_bad_line_answers_from_the_good_ones(
     assert len(caught) == 1
     assert str(recording) in str(caught[0].message) and "line 1" in str(caught[0].message)
     assert len(llm.requests) == 1  # only the recorded call went out
+def replay_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "llmkit", "replay", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_the_command_line_records_a_notebook(llm: OpenAITestServer, tmp_path: Path) -> None:
+    import nbformat
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import llmkit\nprint(llmkit.LLMCall('s', 'from a notebook').run())")])
+    path = tmp_path / "one.ipynb"
+    nbformat.write(notebook, path)
+    recording = tmp_path / "rec.jsonl"
+    done = replay_command("record", str(path), "--out", str(recording))
+    assert done.returncode == 0, done.stderr
+    assert f"{recording}: 1 recorded calls" in done.stdout
+    assert "RuntimeWarning" not in done.stderr
+    (line,) = [json.loads(line) for line in recording.read_text().splitlines()]
+    assert line["request"]["messages"][-1]["content"] == "from a notebook"
+    assert SECRET not in recording.read_text()
+
+
+def test_the_command_line_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
+    done = replay_command("record", str(tmp_path / "missing.ipynb"), "--out", str(tmp_path / "r"))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: ") and "missing.ipynb" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    done = replay_command("record", "x.ipynb")
+    assert done.returncode == 2 and "--out" in done.stderr

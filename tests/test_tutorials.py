@@ -16,7 +16,7 @@ answer is deterministic (temperature 0 and a seed). After changing a notebook's 
 recording and make it again (an empty cache folder: every answer comes from the model):
 
     rm notebooks/recording.jsonl; export LLMKIT_CACHE_DIR=$(mktemp -d)
-    python -m llmkit.clients.replay record notebooks/0*.ipynb --out notebooks/recording.jsonl
+    python -m llmkit replay record notebooks/0*.ipynb --out notebooks/recording.jsonl
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@
     │   └── MissingVariableError     a variable the template needs was not given
     ├── CacheError                   cache folder, export or import problem (replay misses too)
     │   └── ReplayMissError          read-only replay: the call is not in the recording
+    ├── HistoryError                 the run history file cannot be opened or read (broken, newer)
     ├── OutputTypeError              an answer that does not validate as the output_type asked for
     ├── ToolLoopError                a tool-calling loop that did not end within max_steps
     ├── BudgetExceededError          refused before sending: it could pass BUDGET_USD or DAILY_BUDGET_USD
@@ -39,6 +40,7 @@ __all__ = [
     "CallError",
     "ConfigError",
     "ContextLengthError",
+    "HistoryError",
     "HistoryWarning",
     "InvalidRequestError",
     "LLMKitError",
@@ -116,6 +118,11 @@ class BudgetExceededError(LLMKitError):
     """An uncached call refused before anything was sent: its estimated cost (prompt tokens plus
     the output limit, at the model's prices) could take spend past ``BUDGET_USD`` (this process)
     or ``DAILY_BUDGET_USD`` (today, every process, from the run history)."""
+
+
+class HistoryError(LLMKitError):
+    """The run history file cannot be opened or read (not a database, written by a newer llmkit,
+    locked past its timeout). Reading raises it; recording never does (see `HistoryWarning`)."""
 
 
 class HistoryWarning(LLMKitWarning):

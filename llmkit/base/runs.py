@@ -17,7 +17,7 @@ from . import hooks
 from .money import format_cost
 from .result import Completion
 
-__all__ = ["Run", "Runs", "Spend"]
+__all__ = ["BY", "Run", "Runs", "Spend"]
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,10 @@ def prompt_text(messages: list[dict[str, Any]]) -> str:
             parts.extend(str(p.get("text")) for p in content
                          if isinstance(p, dict) and p.get("type") == "text")
     return "\n\n".join(parts)
+
+
+BY = ("model", "day", "notebook")
+"""What spend is totalled by (`Spend.by`): the store keeps its totals per model, day and notebook."""
 
 
 class Spend(list[dict[str, Any]]):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..base import config, hooks
 from ..base.errors import ConfigError, LLMKitWarning
-from ..clients.history import linked, new_id
+from ..clients.recorder import linked, new_id
 from .progress_line import ProgressLine
 from .send import Answer
 

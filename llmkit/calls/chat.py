@@ -67,7 +67,7 @@ class LLMChat:
         self._lock = threading.RLock()  # one turn at a time; readers take `_state` as it is
         self._state = _State()
         self._warned: set[str] = set()  # call() keywords the templates ignore, warned about once
-        from ..clients.history import new_id  # the client chain loads with the first chat
+        from ..clients.recorder import new_id  # the client chain loads with the first chat
         self.id = new_id()  # the run history's chat_id of every turn
 
     # -- the conversation -----------------------------------------------------------------------
@@ -152,7 +152,7 @@ class LLMChat:
         if not any(m["role"] == "user" for m in messages):
             raise ConfigError("LLMChat: nothing to send yet; give a user_prompt or call "
                               "add_user_message / continue_conversation first")
-        from ..clients.history import linked
+        from ..clients.recorder import linked
         with linked(chat_id=self.id):  # the run history links every turn to this conversation
             answer = send(messages, client=self.client,
                           output=output_type or self.output_type, tools=self.tools,

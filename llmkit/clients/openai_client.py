@@ -20,7 +20,7 @@ from ..base import config
 from ..base.errors import AuthenticationError, CallError, InvalidRequestError, LLMKitWarning
 from ..base.result import Completion
 from ..base.secrets import SECRET_KEYS
-from . import answers, boundary, budget, history, limiter, store
+from . import answers, boundary, budget, limiter, recorder, store
 from .prepare import Prepared, prepare_chat, prepare_embeddings
 from .streaming import collect_stream
 
@@ -181,9 +181,9 @@ class OpenAIClient:
                         f"hidden reasoning counts against it: pass a larger max_tokens, or none at "
                         f"all. The empty answer is not cached.", LLMKitWarning, stacklevel=3)
         except BaseException as exc:
-            history.record(p, completion, exc)
+            recorder.record(p, completion, exc)
             raise
-        history.record(p, completion)
+        recorder.record(p, completion)
         return completion
 
     def _send(self, p: Prepared, on_delta: Callable[[str], None] | None) -> Completion:
@@ -251,13 +251,13 @@ class OpenAIClient:
             if missing:
                 usage = self._embed(whole, [inputs[i] for i in missing], prepared, missing, found)
         except BaseException as exc:
-            history.record(whole, None, exc)
+            recorder.record(whole, None, exc)
             raise
         vectors = [v["embedding"] for v in found]  # type: ignore[index]
         summary = {"role": "assistant",
                    "content": f"{len(vectors)} vector{'s' * (len(vectors) != 1)} of "
                               f"{len(vectors[0])} numbers"}
-        history.record(whole, Completion(whole.public, {
+        recorder.record(whole, Completion(whole.public, {
             "model": whole.request["model"], "usage": usage,
             "choices": [{"message": summary, "finish_reason": "stop"}]},
             time.perf_counter() - whole.started, not missing, whole.api_type, whole.priced_as))

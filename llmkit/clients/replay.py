@@ -11,7 +11,7 @@ bad lines are skipped with one `RecordingWarning` naming them, and the good ones
 
 Record notebooks from the command line::
 
-    python -m llmkit.replay record notebooks/*.ipynb --out notebooks/recording.jsonl
+    python -m llmkit replay record notebooks/*.ipynb --out notebooks/recording.jsonl
 """
 
 from __future__ import annotations
@@ -150,21 +150,3 @@ def record_notebooks(notebooks: Sequence[str | os.PathLike[str]], out: str | os.
             else:
                 os.environ[key] = value
     return len(read_entries(target)) if target.exists() else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-    parser = argparse.ArgumentParser(prog="python -m llmkit.replay", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    rec = sub.add_parser("record", help="run notebooks and record their calls")
-    rec.add_argument("notebooks", nargs="+")
-    rec.add_argument("--out", required=True, help="the recording (JSON Lines) to append to")
-    args = parser.parse_args(argv)
-    count = record_notebooks(args.notebooks, args.out)
-    print(f"{args.out}: {count} recorded calls")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
