@@ -30,7 +30,8 @@ def shape(response: Mapping[str, Any]) -> str:
 
 
 def message(response: Mapping[str, Any]) -> dict[str, Any]:
-    """The assistant message as chat has it (``role``, ``content``, ``tool_calls``)."""
+    """The assistant message as chat has it (``role``, ``content``, ``tool_calls``); a Responses
+    answer asking for tools also has ``reasoning_items``, its reasoning to pass back."""
     kind = shape(response)
     if kind == "embedding":
         data: list[Any] = response["data"] if isinstance(response.get("data"), list) else []
@@ -44,6 +45,7 @@ def message(response: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in (found or {}).items() if v is not None}
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
+    reasoned = [dict(item) for item in _items(response) if item.get("type") == "reasoning"]
     for item in _items(response):
         if item.get("type") == "message":
             for part in item.get("content") or ():
@@ -58,6 +60,8 @@ def message(response: Mapping[str, Any]) -> dict[str, Any]:
         out["content"] = "".join(texts)
     if calls:
         out["tool_calls"] = calls
+        if reasoned:  # passed back to the model with the tools' results (Responses only)
+            out["reasoning_items"] = reasoned
     return out
 
 

@@ -184,6 +184,9 @@ def prepare_chat(client: Any, s: Settings, messages: Any, params: Mapping[str, A
         body = responses.translate(request, given, reasoning=info.reasoning)
         return _common(client, s, "responses", body, options, stream=stream, cache=cache,
                        priced_as=priced_as, source=request)
+    if any("reasoning_items" in m for m in request["messages"]):  # Responses' own: chat refuses it
+        request["messages"] = [{k: v for k, v in m.items() if k != "reasoning_items"}
+                               for m in request["messages"]]
     if "reasoning_summary" in request:
         raise ConfigError("reasoning_summary is a parameter of the Responses API, which this call "
                           "does not use (responses_api='never', or a compatible or local server): "
