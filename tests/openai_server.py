@@ -1,6 +1,7 @@
 """OpenAI-compatible HTTP test server with scripted fault injection.
 
-Stdlib only. Serves ``/v1/chat/completions`` (JSON and SSE streaming),
+Stdlib only. Serves ``/v1/chat/completions`` (JSON and SSE streaming), ``/v1/responses`` (JSON and SSE: text,
+function calls, reasoning items with summaries, incomplete, failed, error events),
 ``/v1/embeddings``, ``/v1/models`` and the Azure
 ``/openai/deployments/<name>/...`` equivalents on 127.0.0.1.
 
@@ -54,7 +55,9 @@ class RecordedRequest:
     time: float
 
 
-_CHAT_KINDS = frozenset({"reply", "tool_calls", "null_message", "no_message", "simulator_stream"})
+_CHAT_KINDS = frozenset({"reply", "tool_calls", "null_message", "no_message", "simulator_stream",
+                         "response_failed", "error_event"})
+_RESPONSES_ONLY = frozenset({"response_failed", "error_event"})
 
 
 @dataclass
@@ -65,7 +68,9 @@ class _Action:
     params: dict[str, Any] = field(default_factory=dict)
 
     def matches(self, path: str) -> bool:
-        if self.kind in _CHAT_KINDS and not path.endswith("chat/completions"):
+        answers = path.endswith("/responses") or (
+            path.endswith("chat/completions") and self.kind not in _RESPONSES_ONLY)
+        if self.kind in _CHAT_KINDS and not answers:
             return False
         return self.path_contains is None or self.path_contains in path
 
@@ -79,7 +84,8 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        return " ".join(p.get("text", "") for p in content
+                        if isinstance(p, dict) and p.get("type") in ("text", "input_text"))
     return ""
 
 
@@ -139,12 +145,16 @@ def _chunk(data: bytes) -> bytes:
 
 
 def _is_content_chunk(event: Any) -> bool:
+    if isinstance(event, dict) and "type" in event:  # a Responses event
+        return event["type"] == "response.output_text.delta"
     choices = event.get("choices") if isinstance(event, dict) else None
     return bool(choices) and bool(((choices[0] or {}).get("delta") or {}).get("content"))
 
 
 def _is_final_event(event: Any) -> bool:
     """A chunk that finishes a choice, or the usage-only chunk: never sent by a cut stream."""
+    if isinstance(event, dict) and "type" in event:  # a Responses event
+        return event["type"] in ("response.completed", "response.incomplete", "response.failed")
     choices = event.get("choices") if isinstance(event, dict) else None
     return not choices or any(isinstance(c, dict) and c.get("finish_reason") is not None for c in choices)
 
@@ -752,11 +762,13 @@ class OpenAITestServer:
         if rec.method == "GET" and path == "/v1/models":
             data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "system"} for m in MODELS]
             return h.send_json(200, {"object": "list", "data": data})
-        if rec.method == "POST" and path in ("/v1/chat/completions", "/v1/embeddings"):
+        if rec.method == "POST" and path in ("/v1/chat/completions", "/v1/embeddings", "/v1/responses"):
             if not isinstance(body, dict):
                 return h.send_json(400, error_body(400, "Request body must be a JSON object."))
             if path == "/v1/embeddings":
                 return self._embeddings(h, body, action)
+            if path == "/v1/responses":
+                return self._responses(h, body, action)
             return self._chat(h, body, action)
         return h.send_json(404, error_body(404, f"Unknown path {rec.method} {rec.path}", code="unknown_url"))
 
@@ -864,6 +876,94 @@ class OpenAITestServer:
         for event in events:
             _reshape(event["choices"], shape, "delta")
         h.send_sse(events)
+
+    def _responses(self, h: _Handler, body: dict[str, Any], action: _Action | None) -> None:
+        """A Responses answer: ``reply`` and ``reply_tool_calls`` shape it as for chat (a
+        ``finish_reason="length"`` reply is ``incomplete``); ``response_failed`` and
+        ``error_event`` fail it; else it echoes the last user text. A request asking for a
+        reasoning summary gets a reasoning item first, its summary ``thought about: <text>``."""
+        kind = action.kind if action is not None else None
+        items = body.get("input")
+        items = [{"role": "user", "content": items}] if isinstance(items, str) else items or []
+        user = [i for i in items if isinstance(i, dict) and i.get("role") == "user"]
+        content = "echo: " + (_text_of(user[-1].get("content")) if user else "")
+        status, reason, calls = "completed", None, []
+        if action is not None and kind == "reply":
+            content = action.params["content"]
+            if action.params["finish_reason"] == "length":
+                status, reason = "incomplete", "max_output_tokens"
+        elif action is not None and kind == "tool_calls":
+            calls, content = self._tool_calls(action.params["calls"]), ""
+        limit = body.get("max_output_tokens")
+        if limit is not None and len(_words(content)) > int(limit):
+            content = " ".join(_words(content)[: int(limit)])
+            status, reason = "incomplete", "max_output_tokens"
+        output: list[dict[str, Any]] = []
+        summary = (body.get("reasoning") or {}).get("summary")
+        if summary:
+            text = "thought about: " + content
+            output.append({"type": "reasoning", "id": self._new_id("rs"),
+                           "summary": [{"type": "summary_text", "text": text}],
+                           **({"encrypted_content": "ENC"} if "reasoning.encrypted_content"
+                              in (body.get("include") or ()) else {})})
+        if content or not calls:
+            output.append({"type": "message", "id": self._new_id("msg"), "role": "assistant",
+                           "status": "completed",
+                           "content": [{"type": "output_text", "text": content, "annotations": []}]})
+        for call in calls:
+            output.append({"type": "function_call", "id": self._new_id("fc"), "call_id": call["id"],
+                           "name": call["function"]["name"], "arguments": call["function"]["arguments"],
+                           "status": "completed"})
+        prompt = sum(len(_words(_text_of(i.get("content")))) + 4 for i in items if isinstance(i, dict))
+        written = len(_words(content + " " + " ".join(c["function"]["arguments"] for c in calls)))
+        usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
+                 "output_tokens": written, "output_tokens_details": {"reasoning_tokens": 0},
+                 "total_tokens": prompt + written}
+        answer: dict[str, Any] = {
+            "id": self._new_id("resp"), "object": "response", "created_at": int(time.time()),
+            "model": body.get("model", ""), "status": status, "output": output, "usage": usage,
+            "incomplete_details": {"reason": reason} if reason else None, "error": None}
+        if kind == "response_failed":
+            answer.update(status="failed", output=[], error={"code": "server_error",
+                                                             "message": "The model failed (simulated)."})
+        if not body.get("stream"):
+            return h.send_json(200, answer)
+        start = {**answer, "status": "in_progress", "output": [], "usage": None}
+        events: list[dict[str, Any]] = [{"type": "response.created", "response": start}]
+        if kind == "error_event":
+            events.append({"type": "error", "code": "server_error", "message": "Stream failed (simulated).",
+                           "param": None})
+            return h.send_sse(events)
+        for index, item in enumerate(output):
+            events.append({"type": "response.output_item.added", "output_index": index, "item": item})
+            if item["type"] == "reasoning":
+                for piece in re.findall(r"\S+\s*|\s+", item["summary"][0]["text"]):
+                    events.append({"type": "response.reasoning_summary_text.delta", "item_id": item["id"],
+                                   "output_index": index, "summary_index": 0, "delta": piece})
+            elif item["type"] == "message":
+                for piece in re.findall(r"\S+\s*|\s+", content):
+                    events.append({"type": "response.output_text.delta", "item_id": item["id"],
+                                   "output_index": index, "content_index": 0, "delta": piece})
+            else:
+                events.append({"type": "response.function_call_arguments.delta", "item_id": item["id"],
+                               "output_index": index, "delta": item["arguments"]})
+            events.append({"type": "response.output_item.done", "output_index": index, "item": item})
+        final = {"completed": "response.completed", "incomplete": "response.incomplete",
+                 "failed": "response.failed"}[answer["status"]]
+        events.append({"type": final, "response": answer})
+        for number, event in enumerate(events):
+            event["sequence_number"] = number
+        h.send_sse(events)
+
+    def response_failed(self, *, times: int = 1) -> None:
+        """Next Responses answer(s) have ``status: "failed"`` with a ``server_error`` (streams: a
+        ``response.failed`` event). Only Responses requests consume it."""
+        self._push("response_failed", times, None)
+
+    def error_event(self, *, times: int = 1) -> None:
+        """Next streamed Responses answer(s) send ``response.created`` then an ``error`` event, and
+        end. Only Responses requests consume it."""
+        self._push("error_event", times, None)
 
     def _embeddings(self, h: _Handler, body: dict[str, Any], action: _Action | None = None) -> None:
         inputs = body.get("input")

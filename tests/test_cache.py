@@ -23,6 +23,7 @@ from llmkit.base.errors import CacheError
 ANSWER = {"choices": [{"message": {"role": "assistant", "content": "Bonjour — ça va?"}}],
           "usage": {"total_tokens": 12}}
 VECTOR = {"embedding": [0.25, -1.5, 3.0]}
+EMPTY_KINDS = {"chat": 0, "responses": 0, "embedding": 0, "tool": 0, "other": 0}
 
 
 def chat(text: Any) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def test_round_trip_and_counters(tmp_path: Path) -> None:
     assert (cache.hits, cache.misses) == (2, 1)
     stats = cache.stats()
     assert stats["hits"] == 2 and stats["misses"] == 1 and stats["entries"] == 1
-    assert stats["kinds"] == {"chat": 1, "embedding": 0, "tool": 0, "other": 0}
+    assert stats["kinds"] == EMPTY_KINDS | {"chat": 1}
     assert stats["directory"] == str(tmp_path / "c") and stats["size_bytes"] > 0
     assert len(cache) == 1 and "entries=1" in repr(cache) and str(tmp_path / "c") in repr(cache)
     cache.close()
@@ -82,7 +83,7 @@ def test_clear_resets_entries_and_counters(tmp_path: Path) -> None:
 
 
 def test_entry_kind_is_told_from_the_value_shape() -> None:
-    assert ENTRY_KINDS == ("chat", "embedding", "tool", "other")
+    assert ENTRY_KINDS == ("chat", "responses", "embedding", "tool", "other")
     assert entry_kind(ANSWER) == "chat"
     assert entry_kind({"choices": [], "embedding": [1.0]}) == "chat"
     assert entry_kind(VECTOR) == "embedding" and entry_kind({"embedding": []}) == "embedding"
@@ -92,7 +93,7 @@ def test_entry_kind_is_told_from_the_value_shape() -> None:
 
 def test_stats_count_entries_per_kind(tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path)
-    assert cache.stats()["kinds"] == {"chat": 0, "embedding": 0, "tool": 0, "other": 0}
+    assert cache.stats()["kinds"] == EMPTY_KINDS
     for i in range(3):
         cache.set(f"chat{i}", ANSWER)
     cache.set("vec0", VECTOR)
@@ -100,7 +101,7 @@ def test_stats_count_entries_per_kind(tmp_path: Path) -> None:
     with pytest.raises(CacheError, match="neither a chat answer"):
         cache.set("odd", {"i": 1})  # "other" values are not cached
     stats = cache.stats()
-    assert stats["entries"] == 5 and stats["kinds"] == {"chat": 3, "embedding": 2, "tool": 0, "other": 0}
+    assert stats["entries"] == 5 and stats["kinds"] == EMPTY_KINDS | {"chat": 3, "embedding": 2}
     assert list(stats["kinds"]) == list(ENTRY_KINDS)
     assert (cache.hits, cache.misses) == (0, 0)  # counting kinds is not a lookup
     cache.close()
@@ -116,7 +117,7 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
     for key, value in entries.items():
         src.set(key, value)
     out = tmp_path / "export.jsonl"
-    assert src.export_jsonl(out) == {"chat": 21, "embedding": 2, "tool": 0, "other": 0}
+    assert src.export_jsonl(out) == EMPTY_KINDS | {"chat": 21, "embedding": 2}
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 23 and all(list(line) == ["key", "kind", "value"] for line in lines)
     assert {line["key"]: (line["kind"], line["value"]) for line in lines} == {
@@ -199,7 +200,7 @@ def test_pickle_rows_are_refused(tmp_path: Path) -> None:
     assert not marker.exists()
     assert "evil" not in cache and not marker.exists()
     out = tmp_path / "export.jsonl"
-    assert cache.export_jsonl(out) == {"chat": 1, "embedding": 0, "tool": 0, "other": 0}
+    assert cache.export_jsonl(out) == EMPTY_KINDS | {"chat": 1}
     assert not marker.exists()
     assert cache.stats()["kinds"]["chat"] == 1 and not marker.exists()
     assert (cache.hits, cache.misses) == (0, 1) and cache.get("good") == chat("ok")
@@ -351,7 +352,7 @@ def test_planted_settings_are_repaired_on_open(tmp_path: Path, key: str, value: 
         cache = ResponseCache(folder)
     assert cache.get("a") == ANSWER and cache.get("big") == BIG  # repaired, not moved aside
     cache.set("b", VECTOR)
-    assert len(cache) == 3 and cache.stats()["kinds"] == {"chat": 2, "embedding": 1, "tool": 0, "other": 0}
+    assert len(cache) == 3 and cache.stats()["kinds"] == EMPTY_KINDS | {"chat": 2, "embedding": 1}
     cache.clear()
     assert len(cache) == 0 and list(elsewhere.iterdir()) == [] and not list(folder.glob("*.corrupt-*"))
     cache.close()
@@ -459,8 +460,8 @@ def test_a_planted_value_of_no_known_shape_is_a_miss(tmp_path: Path, text: str, 
     with pytest.warns(CacheWarning, match=f"cache entry 'k' in .* {problem}") as record:
         assert cache.get("k") is None
     assert len(record) == 1 and (cache.hits, cache.misses) == (0, 1) and "k" not in cache
-    assert cache.stats()["kinds"] == {"chat": 1, "embedding": 0, "tool": 0, "other": 0}
-    assert cache.export_jsonl(tmp_path / "out.jsonl") == {"chat": 1, "embedding": 0, "tool": 0, "other": 0}
+    assert cache.stats()["kinds"] == EMPTY_KINDS | {"chat": 1}
+    assert cache.export_jsonl(tmp_path / "out.jsonl") == EMPTY_KINDS | {"chat": 1}
     cache.close()
 
 
@@ -470,7 +471,7 @@ def test_a_planted_value_deeper_than_import_allows_is_not_exported(tmp_path: Pat
            value='{"choices": [{"message": {"content": ' + NESTED_70 + "}}]}")
     assert cache.get("k") is not None  # `get` checks the top levels only, for speed
     out = tmp_path / "out.jsonl"
-    assert cache.export_jsonl(out) == {"chat": 0, "embedding": 0, "tool": 0, "other": 0}
+    assert cache.export_jsonl(out) == EMPTY_KINDS
     assert out.read_text() == ""
     cache.close()
 

@@ -8,8 +8,11 @@ import time
 
 import pytest
 
-from llmkit.base.tokens import count_tokens
+from llmkit.base import config
+from llmkit.base.tokens import count_text, count_tokens
 from llmkit.clients.limiter import RateLimiter, estimate_tokens, limiter_for
+from llmkit.clients.openai_client import OpenAIClient
+from tests.openai_server import OpenAITestServer
 
 
 class Clock:
@@ -159,3 +162,22 @@ def test_token_estimate_is_prompt_plus_answer_limit() -> None:
     assert estimate_tokens(request) == count_tokens(messages, "gpt-4o-mini") + 50
     reasoning = {"model": "o3-mini", "messages": messages, "max_completion_tokens": 7}
     assert estimate_tokens(reasoning) == count_tokens(messages, "o3-mini") + 7
+
+
+def test_embeddings_wait_in_the_limiter_like_chat(llm: OpenAITestServer) -> None:
+    """One executor for every kind: an embeddings call takes its turn at RPM (and its input at
+    TPM), so chat calls after it wait for it, as they wait for each other."""
+    config.force_default_value("rpm", 60)  # one request a second
+    config.force_default_value("tpm", 1000)
+    OpenAIClient().get_embedding(["the cat sat on the mat", "a dog"])
+    assert llm.requests[-1].path.endswith("/embeddings")
+    shared = limiter_for("openai", llm.base_url)
+    assert shared.try_acquire(rpm=60) == pytest.approx(1.0, abs=0.1)  # the slot was taken
+    OpenAIClient().get_embedding(["the cat sat on the mat", "a dog"])  # cached: no turn taken
+    assert len(llm.requests) == 1
+
+
+def test_token_estimate_of_embeddings_is_their_input() -> None:
+    request = {"model": "text-embedding-3-small", "input": ["How many tokens is this?", "two"]}
+    assert estimate_tokens(request) == (count_text("How many tokens is this?", "cl100k_base")
+                                        + count_text("two", "cl100k_base"))

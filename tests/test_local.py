@@ -311,3 +311,18 @@ def test_a_timeout_on_the_real_model_is_one_attempt_and_the_server_carries_on(cl
     assert info.value.attempts == 1
     six = ["\n\n", "###", "User:", "</s>", "Question:", "Q:"]  # llama.cpp takes more than 4
     assert "Paris" in client.complete(CAPITAL, seed=SEED, stop=six, cache=False).text
+
+
+def test_responses_api_always_on_the_local_model(client: LocalClient) -> None:
+    """llama.cpp serves /v1/responses: the same call path, plain and streamed, answers alike
+    (temperature 0), and the streamed answer is cached and replays from the cache."""
+    plain = client.complete(CAPITAL, responses_api="always", cache=False)
+    assert plain.response["object"] == "response" and "paris" in plain.text.lower()
+    assert plain.usage["prompt_tokens"] > 0 and plain.usage["completion_tokens"] > 0
+    pieces: list[str] = []
+    streamed = client.complete(CAPITAL, responses_api="always", stream=True, on_delta=pieces.append)
+    assert "".join(pieces) == streamed.text == plain.text and not streamed.cached
+    again = client.complete(CAPITAL, responses_api="always", stream=True)
+    assert again.cached and again.text == streamed.text
+    (run, *_) = llmkit.history()
+    assert run.api == "responses"

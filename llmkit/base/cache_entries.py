@@ -1,6 +1,7 @@
 """What a cache entry may be, in the cache and in JSON Lines files (exports, recordings).
 
-A value is cached only if it is a chat answer (``{"choices": [...]}``), an embedding entry
+A value is cached only if it is a chat answer (``{"choices": [...]}``), a Responses answer
+(``{"output": [...]}``), an embedding entry
 (``{"embedding": [numbers]}``) or a pure tool's result (``{"tool_result": <text>}``), nests at
 most `_MAX_DEPTH` levels, fits in `_MAX_TEXT` and is valid Unicode. Import files are untrusted
 input: every line is checked before anything is written.
@@ -29,15 +30,18 @@ _BAD_TOOL = 'a malformed tool result (expected exactly {"tool_result": <text>})'
 
 
 # Every kind `entry_kind` can return, in the order stats and exports list them.
-ENTRY_KINDS = ("chat", "embedding", "tool", "other")
+ENTRY_KINDS = ("chat", "responses", "embedding", "tool", "other")
 
 
 def entry_kind(value: Mapping[str, Any]) -> str:
     """The kind of a stored value, from its shape: ``"chat"`` for a chat completion (it has a
-    ``choices`` list), ``"embedding"`` for ``{"embedding": [...]}``, ``"tool"`` for a pure tool's
+    ``choices`` list), ``"responses"`` for a Responses API answer (an ``output`` list),
+    ``"embedding"`` for ``{"embedding": [...]}``, ``"tool"`` for a pure tool's
     result memoised by a tool-calling loop (it has a ``"tool_result"``), else ``"other"``."""
     if isinstance(value.get("choices"), list):
         return "chat"
+    if isinstance(value.get("output"), list):
+        return "responses"
     if isinstance(value.get("embedding"), list):
         return "embedding"
     if "tool_result" in value:
@@ -59,6 +63,12 @@ def _shape_problem(value: dict[str, Any]) -> str | None:
             return None
         return ('a malformed chat answer ("choices" must be a non-empty list of objects, each '
                 'with a "message" object)')
+    if kind == "responses":
+        if value.get("status") in ("completed", "incomplete") and all(
+                isinstance(item, dict) for item in value["output"]):
+            return None
+        return ('a malformed Responses answer ("output" must be a list of objects, "status" '
+                'completed or incomplete)')
     if kind == "embedding":
         with suppress(TypeError):
             if len(value) == 1 and value["embedding"] and sum(value["embedding"]) is not None:
@@ -68,7 +78,8 @@ def _shape_problem(value: dict[str, Any]) -> str | None:
         if len(value) == 1 and isinstance(value["tool_result"], str):
             return None
         return _BAD_TOOL
-    return ('neither a chat answer ({"choices": [...]}), an embedding entry ({"embedding": [...]}) '
+    return ('neither a chat answer ({"choices": [...]}), a Responses answer ({"output": [...]}), '
+            'an embedding entry ({"embedding": [...]}) '
             'nor a tool result ({"tool_result": <text>}), the only kinds llmkit caches')
 
 

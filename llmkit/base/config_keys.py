@@ -77,6 +77,15 @@ def _deployments(text: str) -> dict[str, str]:
 _deployments.expected = ("deployment:model pairs separated by commas, "  # type: ignore[attr-defined]
                          "e.g. prod-chat:gpt-4o, think:gpt-5")
 
+def _responses_api(text: str) -> str:
+    lowered = text.strip().lower() or "auto"
+    if lowered not in ("auto", "always", "never"):
+        raise ValueError
+    return lowered
+
+
+_responses_api.expected = "auto, always or never"  # type: ignore[attr-defined]
+
 SCHEMA: dict[str, Callable[[str], Any]] = {
     "api_type": _text,
     "model": _text,
@@ -92,6 +101,7 @@ SCHEMA: dict[str, Callable[[str], Any]] = {
     "max_waiting_time": _number(0, 86_400),
     "max_retry_after": _number(0, 86_400),
     "embedding_model": _text,
+    "responses_api": _responses_api,
     "cache_api_calls": _bool,
     "cache_dir": _text,
     "base_url": _text,

@@ -6,18 +6,20 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from . import hooks
+from . import answer_shapes, hooks
 
 __all__ = ["Completion", "Result"]
 
 
 @dataclass(frozen=True)
 class Completion:
-    """One chat completion: what was sent, what came back, how long it took, cache hit or not.
+    """One answer: what was sent, what came back, how long it took, cache hit or not.
 
     ``request`` holds the model, messages and sampling parameters (never credentials);
-    ``response`` is the API's JSON answer; ``priced_as`` the model whose prices apply
-    (`Prepared.priced_as`: on Azure the model a deployment serves; None: the request's model).
+    ``response`` is the API's own JSON answer: a chat completion, a Responses body or an
+    embeddings list, read alike through `llmkit.base.answer_shapes`; ``priced_as`` the model
+    whose prices apply (`Prepared.priced_as`: on Azure the model a deployment serves; None: the
+    request's model).
     """
 
     request: dict[str, Any]
@@ -34,9 +36,7 @@ class Completion:
     @property
     def message(self) -> dict[str, Any]:
         """The first choice's assistant message as a dict (``role``, ``content``, ...)."""
-        choices = self.response.get("choices") or [{}]
-        message = choices[0].get("message") or {}
-        return {k: v for k, v in message.items() if v is not None}
+        return answer_shapes.message(self.response)
 
     @property
     def text(self) -> str:
@@ -50,7 +50,7 @@ class Completion:
     def usage(self) -> dict[str, int]:
         """Prompt, completion and total tokens; empty (unknown) when the server sent none or sent
         something that is not token counts (the answer itself is kept)."""
-        usage = self.response.get("usage")
+        usage = answer_shapes.usage(self.response)
         if not isinstance(usage, dict):
             return {}
         counts = {k: usage.get(k, 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
@@ -84,7 +84,7 @@ class Completion:
             info = models.model_info(model)
             if info.input_price is None or info.output_price is None:
                 continue
-            reported = models.cost(model, self.response.get("usage"))
+            reported = models.cost(model, answer_shapes.usage(self.response))
             if reported is not None:
                 return reported, False
             return models.token_cost(model, *self._own_counts(info.encoding)), True
@@ -102,7 +102,9 @@ class Completion:
         prompt = tokens.count_tokens([m for m in self.messages if isinstance(m, dict)], encoding,
                                      tools=tools if isinstance(tools, list) else None)
         written = []
-        for choice in self.response.get("choices") or ():
+        choices = self.response.get("choices") if "choices" in self.response else [
+            {"message": self.message}]
+        for choice in choices or ():
             message = choice.get("message") if isinstance(choice, dict) else None
             if not isinstance(message, dict):
                 continue
@@ -121,9 +123,13 @@ class Completion:
 
     @property
     def finish_reason(self) -> str | None:
-        choices = self.response.get("choices") or [{}]
-        reason = choices[0].get("finish_reason")
-        return reason if isinstance(reason, str) else None
+        """Why the answer ended, in chat's words (``"length"``: cut at the output limit)."""
+        return answer_shapes.finish_reason(self.response)
+
+    @property
+    def reasoning(self) -> str | None:
+        """The summary of the model's reasoning (Responses, with ``reasoning_summary=``), or None."""
+        return answer_shapes.reasoning(self.response)
 
 
 class Result(str):
@@ -147,6 +153,10 @@ class Result(str):
     @property
     def latency(self) -> float:
         return self.completion.latency
+
+    @property
+    def reasoning(self) -> str | None:
+        return self.completion.reasoning
 
     @property
     def cached(self) -> bool:

@@ -34,7 +34,7 @@ class Run:
 
     id: int
     time: float
-    kind: str  # "chat" or "embedding"
+    kind: str  # "chat", "responses" or "embedding" (`Prepared.kind`)
     api_type: str
     host: str
     model: str
@@ -55,6 +55,11 @@ class Run:
     chat_id: str | None = None
     experiment: str | None = None
     pid: int | None = None
+
+    @property
+    def api(self) -> str:
+        """Which API answered: ``"chat"``, ``"responses"`` or ``"embeddings"``."""
+        return "embeddings" if self.kind == "embedding" else self.kind
 
     @property
     def started(self) -> datetime:

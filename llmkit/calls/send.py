@@ -12,11 +12,14 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..base import config
 from ..base.errors import ConfigError, LLMKitWarning
 from ..base.result import Completion, Result
+
+if TYPE_CHECKING:
+    from ..clients.protocol import Client
 
 __all__ = ["BUILD_OPTIONS", "Answer", "check_params", "check_variables", "send"]
 
@@ -76,7 +79,7 @@ def check_variables(where: str, used: Collection[str], variables: Mapping[str, A
                       stacklevel=3)
 
 
-def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: Any = None,
+def send(messages: Sequence[Mapping[str, Any]], *, client: Client | None = None, output: Any = None,
          tools: Sequence[Any] | None = None, max_steps: int = 8,
          approve: Callable[[str, dict[str, Any]], bool | str] | None = None,
          tool_cache: str | None = None, stream: bool = False,
@@ -85,7 +88,7 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Any = None, output: A
     """Send ``messages`` (with ``output`` type and ``tools`` if given) and return the `Answer`."""
     from ..clients.registry import client_for  # the client chain loads with the first call
     settings = config.resolve()
-    chosen = client or client_for(settings)
+    chosen: Client = client or client_for(settings)
     if output is str:  # plain text needs no schema
         output = None
     if output is None and not tools:  # the common case, kept short: it is most of a cache hit

@@ -161,9 +161,12 @@ def tool_messages(steps: Sequence[ToolStep]) -> list[dict[str, Any]]:
     for step in steps:
         if step.completion is not answer or not messages:
             answer, calls = step.completion, []
-            text = (getattr(answer, "message", None) or {}).get("content")
+            said = getattr(answer, "message", None) or {}
+            text = said.get("content")
             messages.append({"role": "assistant", "content": text if isinstance(text, str) and text
                              else None, "tool_calls": calls})
+            if said.get("reasoning_items"):  # the Responses API's reasoning, passed back to it
+                messages[-1]["reasoning_items"] = said["reasoning_items"]
         calls.append({"id": step.call_id, "type": "function",
                       "function": {"name": step.name, "arguments": step.arguments}})
         messages.append({"role": "tool", "tool_call_id": step.call_id, "content": step.content})

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..base.errors import ServerError
 
-__all__ = ["chat_answer", "embedding_vectors", "parse_json"]
+__all__ = ["chat_answer", "embedding_vectors", "merged_embeddings", "parse_json"]
 
 
 def parse_json(body: bytes) -> Any:
@@ -58,6 +58,15 @@ def embedding_vectors(data: Any, count: int) -> list[list[float]]:
             raise ServerError("the server's embeddings answer has a bad or repeated index")
         vectors[index] = _vector(item.get("embedding"))
     return vectors  # type: ignore[return-value]
+
+
+def merged_embeddings(sent: dict[str, Any], found: dict[int, Any], count: int) -> dict[str, Any]:
+    """The answer for all ``count`` texts of a call: the vectors ``found`` kept (by position) and,
+    in the remaining positions in order, the ones ``sent`` back; usage is what was paid for."""
+    fresh = iter(embedding_vectors(sent, count - len(found)))
+    vectors = [_vector(found[i]) if i in found else next(fresh) for i in range(count)]
+    return {**sent, "data": [{"object": "embedding", "index": i, "embedding": v}
+                             for i, v in enumerate(vectors)]}
 
 
 def _vector(raw: Any) -> list[float]:

@@ -72,9 +72,8 @@ def estimate(p: Prepared) -> float | None:
         texts = p.request["input"]
         texts = [texts] if isinstance(texts, str) else texts
         return sum(tokens.count_text(t, info.encoding) for t in texts) * info.input_price / 1e6
-    prompt = tokens.count_tokens(p.request["messages"], info.encoding,
-                                 tools=p.request.get("tools"))
-    limit = (p.request.get("max_completion_tokens") or p.request.get("max_tokens")
+    prompt = tokens.count_tokens(p.chat["messages"], info.encoding, tools=p.chat.get("tools"))
+    limit = (p.chat.get("max_completion_tokens") or p.chat.get("max_tokens")
              or info.max_output_tokens or 0)
     return (prompt * info.input_price + int(limit) * info.output_price) / 1e6
 

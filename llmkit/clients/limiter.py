@@ -105,22 +105,27 @@ def limiter_for(api_type: str, endpoint: str) -> RateLimiter:
 
 
 def estimate_tokens(request: Mapping[str, Any]) -> int:
-    """Tokens a chat request may use: its prompt (token counter) plus its answer limit."""
+    """Tokens a request may use: a chat request's prompt (token counter) plus its answer limit,
+    an embeddings request's input texts (``request`` in the chat vocabulary: `Prepared.chat`)."""
     from ..base.models import model_info
-    from ..base.tokens import count_tokens
-    limit = request.get("max_tokens") or request.get("max_completion_tokens") or 0
+    from ..base.tokens import count_text, count_tokens
     encoding = model_info(str(request["model"])).encoding
+    if "messages" not in request:
+        texts = request.get("input")
+        texts = [texts] if isinstance(texts, str) else texts if isinstance(texts, list) else []
+        return sum(count_text(t, encoding) for t in texts if isinstance(t, str))
+    limit = request.get("max_tokens") or request.get("max_completion_tokens") or 0
     return count_tokens(request["messages"], encoding, tools=request.get("tools")) + int(limit)
 
 
 class Gate:
-    """One chat request's passage through its endpoint's limiter (see `OpenAIClient.complete`)."""
+    """One request's passage through its endpoint's limiter (see `OpenAIClient.complete`)."""
 
     def __init__(self, prepared: Prepared) -> None:
         self.limiter = limiter_for(prepared.api_type, prepared.endpoint)
         self.rpm, self.tpm = prepared.rpm, prepared.tpm
         self.longest_pause = prepared.policy.max_retry_after
-        self.tokens = estimate_tokens(prepared.request) if self.tpm else 0
+        self.tokens = estimate_tokens(prepared.chat) if self.tpm else 0
         self.reserved = 0
 
     def acquire(self) -> None:

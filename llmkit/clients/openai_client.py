@@ -12,17 +12,14 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import closing
-from dataclasses import replace
 from typing import Any
 
 from ..base import config
 from ..base.errors import AuthenticationError, CallError, InvalidRequestError, LLMKitWarning
 from ..base.result import Completion
 from ..base.secrets import SECRET_KEYS
-from . import answers, boundary, budget, limiter, recorder, store
-from .prepare import Prepared, prepare_chat, prepare_embeddings
-from .streaming import collect_stream
+from . import answers, attempts, budget, limiter, recorder, store
+from .prepare import Prepared, narrowed, prepare_chat, prepare_embeddings
 
 __all__ = ["OpenAIClient"]
 
@@ -150,7 +147,8 @@ class OpenAIClient:
 
     def execute(self, p: Prepared, on_delta: Callable[[str], None] | None = None,
                 accept: Callable[[Completion], object] | None = None) -> Completion:
-        """Answer a prepared call: from replay or the cache, else from the server.
+        """Answer a prepared call of any kind (chat, Responses, embeddings): from replay or the
+        cache, else from the server.
 
         ``accept(completion)`` checks an answer before it is returned or cached (a typed answer
         is parsed); what it raises propagates, and nothing is cached. Every outcome, answer or
@@ -160,7 +158,7 @@ class OpenAIClient:
         try:
             hit = store.lookup(p)
             if hit is not None:
-                completion = Completion(p.public, hit, time.perf_counter() - p.started, True,
+                completion = Completion(p.view, hit, time.perf_counter() - p.started, True,
                                         p.api_type, p.priced_as)
                 if accept is not None:
                     accept(completion)
@@ -174,7 +172,8 @@ class OpenAIClient:
                         accept(completion)
                     store.keep(p, completion.response)
                 else:
-                    limit = p.request.get("max_completion_tokens") or p.request.get("max_tokens")
+                    limit = (p.chat.get("max_completion_tokens") or p.chat.get("max_tokens")
+                             or p.request.get("max_output_tokens"))
                     warnings.warn(
                         f"{p.request['model']!r} stopped at its output limit before writing "
                         f"anything (finish_reason='length', limit {limit}); a reasoning model's "
@@ -187,28 +186,20 @@ class OpenAIClient:
         return completion
 
     def _send(self, p: Prepared, on_delta: Callable[[str], None] | None) -> Completion:
-        """Ask the server (within the budgets, the rate limits and the retry policy)."""
-        reserved = budget.reserve(p)
+        """Ask the server (within the budgets, the rate limits and the retry policy). An
+        embeddings call sends only the texts not already kept (`store.cached_parts`)."""
+        found = store.cached_parts(p) if p.parts else {}
+        sent = narrowed(p, [i for i in range(len(p.parts)) if i not in found]) if found else p
+        reserved = budget.reserve(sent)
         completion = None
         try:
-            sdk = self._sdk(p.settings)
-            gate = limiter.Gate(p)
-            create = sdk.chat.completions.create
-            open_response = sdk.chat.completions.with_streaming_response.create
+            gate = limiter.Gate(sent)
+            one = attempts.attempt(self._sdk(p.settings), sent, on_delta)
 
             def attempt() -> dict[str, Any]:
                 gate.acquire()
-                deadline = time.monotonic() + p.timeout
                 try:
-                    if p.stream:
-                        chunks = boundary.stream(lambda: create(
-                            **p.request, stream=True, stream_options={"include_usage": True},
-                            timeout=p.timeout), p.secrets, deadline)
-                        with closing(chunks):
-                            return answers.chat_answer(collect_stream(chunks, on_delta))
-                    body = boundary.read(lambda: open_response(**p.request, timeout=p.timeout),
-                                         p.secrets, deadline)
-                    return answers.chat_answer(answers.parse_json(body))
+                    return one()
                 except Exception as exc:
                     gate.failed(exc)
                     raise
@@ -219,7 +210,9 @@ class OpenAIClient:
                 _advise(exc, self.advice(exc, p))
                 raise
             gate.succeeded(response)
-            completion = Completion(p.public, response, time.perf_counter() - p.started, False,
+            if found:
+                response = answers.merged_embeddings(response, found, len(p.parts))
+            completion = Completion(p.view, response, time.perf_counter() - p.started, False,
                                     p.api_type, p.priced_as)
         finally:  # an answer that cannot be priced counts as the worst case held (fails closed)
             paid = None if completion is None else completion.paid
@@ -242,57 +235,8 @@ class OpenAIClient:
         cache = params.pop("cache", None)
         prepared = prepare_embeddings(self, self.settings(), inputs, {"model": model, **params},
                                       cache=cache)
-        whole = replace(prepared[0], request={**prepared[0].request, "input": inputs},
-                        public={**prepared[0].public, "input": inputs})  # for history, budget
-        usage: Any = None
-        try:
-            found = [store.lookup(p) for p in prepared]
-            missing = [i for i, v in enumerate(found) if v is None]
-            if missing:
-                usage = self._embed(whole, [inputs[i] for i in missing], prepared, missing, found)
-        except BaseException as exc:
-            recorder.record(whole, None, exc)
-            raise
-        vectors = [v["embedding"] for v in found]  # type: ignore[index]
-        summary = {"role": "assistant",
-                   "content": f"{len(vectors)} vector{'s' * (len(vectors) != 1)} of "
-                              f"{len(vectors[0])} numbers"}
-        recorder.record(whole, Completion(whole.public, {
-            "model": whole.request["model"], "usage": usage,
-            "choices": [{"message": summary, "finish_reason": "stop"}]},
-            time.perf_counter() - whole.started, not missing, whole.api_type, whole.priced_as))
+        vectors = answers.embedding_vectors(self.execute(prepared).response, len(inputs))
         return vectors[0] if single else vectors
-
-    def _embed(self, whole: Prepared, batch: list[str], prepared: list[Prepared],
-               missing: list[int], found: list[Any]) -> Any:
-        """Send the texts not found, keep their vectors in ``found``; return the API's usage."""
-        reserved = budget.reserve(replace(whole, request={**whole.request, "input": batch}))
-        data: Any = None
-        try:
-            sdk = self._sdk(whole.settings)
-            body = {k: v for k, v in whole.request.items() if k != "input"}
-
-            def attempt() -> Any:
-                deadline = time.monotonic() + whole.timeout
-                raw = boundary.read(lambda: sdk.embeddings.with_streaming_response.create(
-                    **body, input=batch, timeout=whole.timeout), whole.secrets, deadline)
-                answer = answers.parse_json(raw)
-                answers.embedding_vectors(answer, len(batch))
-                return answer
-
-            try:
-                data = whole.policy.run(attempt)
-            except CallError as exc:
-                _advise(exc, self.advice(exc, whole))
-                raise
-        finally:
-            budget.settle(reserved, None if data is None else Completion(
-                {**whole.public, "input": batch}, data, 0.0, False, whole.api_type,
-                whole.priced_as).paid)
-        for i, vector in zip(missing, answers.embedding_vectors(data, len(batch)), strict=True):
-            found[i] = {"embedding": vector}
-            store.keep(prepared[i], found[i])
-        return data.get("usage")
 
 
 def _advise(error: CallError, advice: str | None) -> None:

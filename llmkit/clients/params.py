@@ -78,6 +78,8 @@ CHAT: dict[str, tuple[Check, str]] = {
     "top_logprobs": _int(0, 20),
     "logit_bias": _MAP,
     "reasoning_effort": _TEXT,
+    "reasoning_summary": (lambda v: v in ("auto", "concise", "detailed"),
+                          "'auto', 'concise' or 'detailed' (the Responses API)"),
     "verbosity": _TEXT,
     "metadata": _MAP,
     "store": _BOOL,
@@ -95,7 +97,8 @@ EMBEDDING: dict[str, tuple[Check, str]] = {
 }
 """Embedding parameters."""
 
-CALL_OPTIONS = ("timeout", "max_attempts", "waiting_time", "exponential_backoff_factor")
+CALL_OPTIONS = ("timeout", "max_attempts", "waiting_time", "exponential_backoff_factor",
+                "responses_api")
 """How a call is made, not what is asked: checked like configuration, never sent."""
 
 

@@ -12,7 +12,7 @@ import functools
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,11 @@ from ..base.errors import ConfigError, InvalidRequestError
 from ..base.models import model_info
 from ..base.secrets import public_request, request_secrets
 from . import params as vocabulary
+from . import responses
 from .retry import RetryPolicy
 
 __all__ = ["SAMPLING", "Prepared", "check_no_images", "check_stop", "default_cache_dir", "history_path",
-           "prepare_chat", "prepare_embeddings"]
+           "narrowed", "prepare_chat", "prepare_embeddings"]
 
 SAMPLING = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
 
@@ -39,7 +40,7 @@ class Prepared:
     recorded and shown (``key`` is None when no cache, replay or recording
     needs one)."""
 
-    kind: str  # "chat" or "embedding"
+    kind: str  # "chat", "responses" or "embedding": which attempt the executor makes
     api_type: str
     endpoint: str
     request: dict[str, Any]
@@ -60,6 +61,24 @@ class Prepared:
     # The model whose table entry (price, limits, reasoning rules, encoding) applies: the request's
     # model, or on Azure the model a deployment serves (AZURE_DEPLOYMENTS; see client.priced_as).
     priced_as: str = ""
+    # An embeddings call: one record per text, each cached on its own (their keys); empty otherwise.
+    parts: tuple[Prepared, ...] = ()
+    # A Responses call: the chat-vocabulary request its body was translated from (its messages and
+    # tools are what token estimates, transcripts and displays read). None: ``request`` itself.
+    source: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def chat(self) -> dict[str, Any]:
+        """The request in the chat vocabulary (``messages``, ``tools``, ``max_tokens``...)."""
+        return self.request if self.source is None else self.source
+
+    @property
+    def view(self) -> dict[str, Any]:
+        """What a `Completion` holds as its request: the public body, with the conversation as
+        chat ``messages`` for a Responses call (transcripts and displays read those)."""
+        if self.source is None:
+            return self.public
+        return {**self.public, "messages": self.source["messages"]}
 
     @functools.cached_property
     def secrets(self) -> tuple[str, ...]:
@@ -70,7 +89,7 @@ class Prepared:
 
 def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
             options: Mapping[str, Any], *, stream: bool, cache: bool | None,
-            priced_as: str) -> Prepared:
+            priced_as: str, source: dict[str, Any] | None = None) -> Prepared:
     if cache is not None and not isinstance(cache, bool):
         raise ConfigError(f"cache={cache!r} is not valid: expected True, False or None (configured)")
     use_cache = bool(s["cache_api_calls"]) if cache is None else cache
@@ -92,7 +111,7 @@ def _common(client: Any, s: Settings, kind: str, request: dict[str, Any],
                     s["replay"] or None, s["record"] or None, bool(stream),
                     options.get("timeout") or s["timeout"], policy, s["rpm"], s["tpm"],
                     _history_path(s["history"], s["history_path"], cache_dir), s,
-                    priced_as=priced_as)
+                    priced_as=priced_as, source=source)
 
 
 def history_path(s: Settings) -> str | None:
@@ -131,6 +150,7 @@ def prepare_chat(client: Any, s: Settings, messages: Any, params: Mapping[str, A
     if not isinstance(stream, bool):
         raise ConfigError(f"stream={stream!r} is not valid: expected True or False")
     api, options = vocabulary.check("chat", params, vocabulary.CHAT)
+    given = dict(api)
     model = api.pop("model", None) or s["model"]
     if not model:
         raise ConfigError("no model: pass model=... or set MODEL in config.ini")
@@ -159,13 +179,26 @@ def prepare_chat(client: Any, s: Settings, messages: Any, params: Mapping[str, A
     check_stop(api.get("stop"), getattr(client, "max_stop", None), client.api_type)
     request.update(api)
     check_limits(request, priced_as)
+    if responses.wanted(options.get("responses_api") or s["responses_api"] or "auto",
+                        client.api_type, info, given):
+        body = responses.translate(request, given, reasoning=info.reasoning)
+        return _common(client, s, "responses", body, options, stream=stream, cache=cache,
+                       priced_as=priced_as, source=request)
+    if any("reasoning_items" in m for m in request["messages"]):  # Responses' own: chat refuses it
+        request["messages"] = [{k: v for k, v in m.items() if k != "reasoning_items"}
+                               for m in request["messages"]]
+    if "reasoning_summary" in request:
+        raise ConfigError("reasoning_summary is a parameter of the Responses API, which this call "
+                          "does not use (responses_api='never', or a compatible or local server): "
+                          "leave it out, or pass responses_api='always'")
     return _common(client, s, "chat", request, options, stream=stream, cache=cache,
                    priced_as=priced_as)
 
 
 def prepare_embeddings(client: Any, s: Settings, texts: Sequence[str], params: Mapping[str, Any],
-                       *, cache: bool | None = None) -> list[Prepared]:
-    """One `Prepared` per text (each is cached on its own); they are sent together."""
+                       *, cache: bool | None = None) -> Prepared:
+    """One `Prepared` for the texts, sent together, with one part per text (each is cached on its
+    own: a text embedded before is not sent again)."""
     api, options = vocabulary.check("embedding", params, vocabulary.EMBEDDING)
     model = api.pop("model", None) or s["embedding_model"]
     if not model:
@@ -173,8 +206,18 @@ def prepare_embeddings(client: Any, s: Settings, texts: Sequence[str], params: M
     for i, text in enumerate(texts):
         check_text(text, f"get_embedding text {i}")
     priced_as = client.priced_as(s, model)
-    return [_common(client, s, "embedding", {"model": model, "input": text, **api}, options,
-                    stream=False, cache=cache, priced_as=priced_as) for text in texts]
+    parts = tuple(_common(client, s, "embedding", {"model": model, "input": text, **api}, options,
+                          stream=False, cache=cache, priced_as=priced_as) for text in texts)
+    request = {"model": model, "input": list(texts), **api}
+    return replace(parts[0], request=request, public=public_request(request, s.secrets), key=None,
+                   parts=parts)
+
+
+def narrowed(p: Prepared, indices: Sequence[int]) -> Prepared:
+    """An embeddings call limited to the texts at ``indices`` (those not found in the cache)."""
+    texts = [p.request["input"][i] for i in indices]
+    return replace(p, request={**p.request, "input": texts}, public={**p.public, "input": texts},
+                   parts=tuple(p.parts[i] for i in indices))
 
 
 def checked_messages(messages: Any) -> list[dict[str, Any]]:

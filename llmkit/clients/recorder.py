@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..base import hooks
+from ..base import answer_shapes, hooks
 from ..base.errors import ConfigError, HistoryWarning
 from ..base.result import Completion
 from ..base.runs import prompt_text
@@ -220,14 +220,14 @@ def _row(p: Prepared, completion: Completion | None, error: BaseException | None
         counts, cost, latency = completion.usage, completion.paid, completion.latency
         model, cached, finish_reason = completion.model or model, int(completion.cached), \
             completion.finish_reason
-        usage = completion.response.get("usage")
+        usage = answer_shapes.usage(completion.response)  # chat's terms, whichever API answered
         details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
         cached_tokens = details.get("cached_tokens") if isinstance(details, dict) else None
         cached_tokens = cached_tokens if type(cached_tokens) is int else None
     row = _Row(
         time=now - latency, day=day_of(now - latency), kind=p.kind, api_type=p.api_type,
         host=_host(p.endpoint), model=model,
-        key=p.key if p.kind == "chat" else None,  # an embedding run's key is its first text's
+        key=p.key if p.kind != "embedding" else None,  # an embedding run's key is its first text's
         answer=answer, prompt_tokens=counts.get("prompt_tokens"),
         completion_tokens=counts.get("completion_tokens"), cached_tokens=cached_tokens,
         total_tokens=counts.get("total_tokens"), cost=cost, latency=latency, cached=cached,
@@ -242,7 +242,7 @@ def _row(p: Prepared, completion: Completion | None, error: BaseException | None
 
 def _asked(p: Prepared) -> tuple[str, str, str]:
     """The messages (JSON), their text and the parameters (JSON) of a call."""
-    request = p.public
+    request = p.view  # a Responses call's conversation as chat messages
     if p.kind == "embedding":
         texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
         messages = [{"role": "input", "content": t} for t in texts]
@@ -252,7 +252,7 @@ def _asked(p: Prepared) -> tuple[str, str, str]:
     if "data:" in text:  # images inlined as data URLs: their size, not their bytes
         text = _DATA_URL.sub(_short, text)
         messages = json.loads(text)
-    params = {k: v for k, v in request.items() if k not in ("model", "messages", "input")}
+    params = {k: v for k, v in request.items() if k not in ("model", "messages", "input", "instructions")}
     return text, prompt_text(messages), _encode_any(params)
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import CacheError
-from . import replay
+from . import answers, replay
 from .prepare import Prepared, default_cache_dir
 
-__all__ = ["default_cache_dir", "keep", "lookup", "open_cache"]
+__all__ = ["cached_parts", "default_cache_dir", "keep", "lookup", "open_cache"]
 
 if TYPE_CHECKING:
     from ..base.cache import ResponseCache
@@ -47,7 +47,38 @@ def open_cache(directory: str | os.PathLike[str] | None = None) -> ResponseCache
 
 
 def lookup(p: Prepared) -> dict[str, Any] | None:
-    """A replayed or cached answer (None: ask the model). In replay mode a miss raises."""
+    """A replayed or cached answer (None: ask the model). In replay mode a miss raises.
+
+    An embeddings call is answered when every one of its texts is (`Prepared.parts`): the answer
+    is then an embeddings list assembled from their vectors, with no usage (nothing was paid)."""
+    if p.parts:
+        found = [_get(part) for part in p.parts]
+        if any(answer is None for answer in found):
+            return None
+        for part, answer in zip(p.parts, found, strict=True):
+            _record(part, answer)  # type: ignore[arg-type]
+        return {"object": "list", "model": p.request["model"], "usage": None,
+                "data": [{"object": "embedding", "index": i,
+                          "embedding": a.get("embedding") if isinstance(a, dict) else None}
+                         for i, a in enumerate(found)]}
+    answer = _get(p)
+    if answer is not None:
+        _record(p, answer)
+    return answer
+
+
+def cached_parts(p: Prepared) -> dict[int, Any]:
+    """The vectors already kept for the texts of an embeddings call, by position (not recorded:
+    `keep` records the whole answer once it is complete)."""
+    found = {}
+    for i, part in enumerate(p.parts):
+        answer = _get(part)
+        if isinstance(answer, dict):
+            found[i] = answer.get("embedding")
+    return found
+
+
+def _get(p: Prepared) -> dict[str, Any] | None:
     if p.key is None:
         return None
     if p.replay:
@@ -55,15 +86,17 @@ def lookup(p: Prepared) -> dict[str, Any] | None:
         answer = recording.get(p.key)
         if answer is None:
             raise recording.miss(p.public, p.api_type)
-    else:
-        answer = open_cache(p.cache_dir).get(p.key) if p.use_cache else None
-    if answer is not None:
-        _record(p, answer)
-    return answer
+        return answer
+    return open_cache(p.cache_dir).get(p.key) if p.use_cache else None
 
 
 def keep(p: Prepared, answer: dict[str, Any]) -> None:
-    """Cache a complete answer, and add it to the recording when RECORD is set."""
+    """Cache a complete answer, and add it to the recording when RECORD is set. An embeddings
+    answer is kept as one vector per text."""
+    if p.parts:
+        for part, vector in zip(p.parts, answers.embedding_vectors(answer, len(p.parts)), strict=True):
+            keep(part, {"embedding": vector})
+        return
     if p.key is None:
         return
     if p.use_cache:
