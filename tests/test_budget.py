@@ -19,7 +19,7 @@ import pytest
 import llmkit
 from llmkit import BudgetExceededError, LLMCall, OpenAIClient
 from llmkit.base.errors import HistoryWarning
-from llmkit.base.history_db import COLUMNS
+from llmkit.base.history_db import RUN_COLUMNS
 from llmkit.base.ledger import Ledger
 from llmkit.base.models import token_cost
 from llmkit.base.tokens import count_text
@@ -366,24 +366,31 @@ def test_a_tampered_ledger_is_refused(llm: OpenAITestServer, isolated: Path, pla
     assert len(llm.requests) == 1
 
 
-def test_daily_budget_holds_when_the_history_cannot_be_written(
+def test_daily_budget_and_recording_survive_a_planted_history_row(
         llm: OpenAITestServer, isolated: Path) -> None:
+    """A row planted with the largest id once made every later insert fail, and the daily budget
+    (read from the history) stopped counting. The ledger does not read the history, and the
+    history does not need ids to grow."""
     each = worst(max_tokens=50)
     llm.reply("ok", usage=usage_costing(each, completion_tokens=50), times=4)
     OpenAIClient().complete(HELLO, max_tokens=50, cache=False)  # creates the history
     history.flush()
     with closing(sqlite3.connect(isolated / "cache" / "history.sqlite3")) as db, db:
-        columns = ", ".join(COLUMNS)
-        db.execute(f"INSERT INTO runs (id, {columns}) SELECT {2**63 - 1}, {columns} FROM runs")
+        columns = ", ".join(RUN_COLUMNS)
+        db.execute(f"INSERT INTO runs (id, {columns}, answer_id) "
+                   f"SELECT {2**63 - 1}, {columns}, answer_id FROM runs")
     llmkit.force_default_value("daily_budget_usd", each * 2.5)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", HistoryWarning)  # recording fails from now on
+        warnings.simplefilter("error", HistoryWarning)  # recording must not fail
         OpenAIClient().complete(HELLO, max_tokens=50, cache=False)
         OpenAIClient().complete(HELLO, max_tokens=50, cache=False)
         with pytest.raises(BudgetExceededError, match=r"has been spent today"):
             OpenAIClient().complete(HELLO, max_tokens=50, cache=False)
         history.flush()
     assert len(llm.requests) == 3  # the first call was made before the budget was set
+    recorded = llmkit.history(limit=None)
+    assert len(recorded) == 5  # 1 + the planted copy + 2 answers + 1 refusal
+    assert recorded[0].error == "BudgetExceededError"
 
 
 def test_a_cost_that_cannot_be_written_is_kept_and_written_with_the_next_call(

@@ -28,7 +28,7 @@ def test_set_get_and_stats(tmp_path: Path) -> None:
         cache.set(KEY, RESULT)
         cache.set("chat", ANSWER)
         assert cache.get(KEY) == RESULT
-        assert cache.stats()["kinds"] == {"chat": 1, "embedding": 0, "tool": 1, "other": 0}
+        assert cache.stats()["kinds"] == {"chat": 1, "embedding": 0, "responses": 0, "tool": 1, "other": 0}
 
 
 @pytest.mark.parametrize("bad", [
@@ -49,7 +49,7 @@ def test_export_and_import_carry_tool_entries(tmp_path: Path) -> None:
         src.set(KEY, RESULT)
         src.set("chat", ANSWER)
         counts = src.export_jsonl(tmp_path / "out.jsonl")
-    assert counts == {"chat": 1, "embedding": 0, "tool": 1, "other": 0}
+    assert counts == {"chat": 1, "embedding": 0, "responses": 0, "tool": 1, "other": 0}
     lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text("utf-8").splitlines()]
     assert {"key": KEY, "kind": "tool", "value": RESULT} in lines
     assert dict(read_entries(tmp_path / "out.jsonl"))[KEY] == RESULT
