@@ -326,7 +326,7 @@ def test_filters(llm: OpenAITestServer) -> None:
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"since": "yesterday"}, "since="), ({"since": "7 days"}, "since="), ({"limit": -1}, "limit="),
-    ({"limit": 1.5}, "limit="), ({"search": 42}, "search must be text"),
+    ({"limit": 1.5}, "limit="), ({"search": 42}, "search=42 is not valid: expected text"),
 ])
 def test_bad_arguments_say_what_was_expected(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -588,3 +588,24 @@ def test_credential_headers_of_any_name_are_never_stored(llm: OpenAITestServer, 
     assert b"my-notebook/1.0" in recording.read_bytes()
     for secret in ("COOKIE-VALUE-1", "GATEWAY-AUTH-2", "ACCESS-TOKEN-ID-3"):
         assert secret.encode() not in stored, secret
+
+
+def test_a_model_filter_finds_runs_by_the_model_asked_for_and_the_one_that_served(
+        llm: OpenAITestServer) -> None:
+    llm.reply("dated", model="gpt-4o-mini-2024-07-18")  # OpenAI names the snapshot that served
+    LLMCall("s", "which model?", model="gpt-4o-mini").call()
+    LLMCall("s", "another", model="gpt-4o").call()
+    asked = llmkit.history(model="gpt-4o-mini")
+    assert [run.model for run in asked] == ["gpt-4o-mini-2024-07-18"]
+    assert llmkit.history(model="gpt-4o-mini-2024-07-18") == asked
+    assert len(llmkit.history(model="gpt-4o")) == 1
+
+
+@pytest.mark.parametrize("kwargs", [{"search": "bad \ud800 text"}, {"limit": 10**20},
+                                    {"limit": -1}, {"model": "m\ud800"}])
+def test_bad_history_arguments_are_one_line_llmkit_errors(
+        llm: OpenAITestServer, kwargs: dict[str, Any]) -> None:
+    LLMCall("s", "q").call()
+    with pytest.raises(ConfigError) as raised:
+        llmkit.history(**kwargs)
+    assert "\n" not in str(raised.value) and f"{next(iter(kwargs))}=" in str(raised.value)

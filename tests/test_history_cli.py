@@ -152,3 +152,11 @@ def test_llmkit_history_is_the_function(recorded: Path) -> None:
     from llmkit.clients.history import history
     assert llmkit.history is history
     assert [r.answer for r in llmkit.history("purple", errors=False)] == ["echo: purple elephant"]
+
+
+@pytest.mark.parametrize("argv", [["export", "--out", "no/such/folder/runs.jsonl"],
+                                  ["export", "bad \udcff search"]])
+def test_bad_export_arguments_are_one_line_errors(recorded: Path, argv: list[str]) -> None:
+    done = main(argv)
+    assert done.code == 2 and done.err.startswith("error: ") and len(done.err.splitlines()) == 1, done.err
+    assert "Traceback" not in done.err

@@ -149,7 +149,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         HistoryDB(path)
 
 
-OLD_COLUMNS = (*RUN_COLUMNS[:6], "messages", "prompt", "answer", "params", *RUN_COLUMNS[6:])
+OLD_COLUMNS = (*RUN_COLUMNS[:6], "messages", "prompt", "answer", "params", *RUN_COLUMNS[6:-1])  # no "asked"
 
 
 @pytest.mark.parametrize("version", [1, 2])

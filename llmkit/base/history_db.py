@@ -30,10 +30,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import HistoryError
+from .errors import ConfigError, HistoryError
 from .runs import BY, FIELDS, Run, Runs
 
-__all__ = ["COLUMNS", "VERSION", "HistoryDB", "day_of"]
+__all__ = ["COLUMNS", "MAX_LIMIT", "VERSION", "HistoryDB", "check_query", "day_of"]
 
 VERSION = 3
 ASKED = ("messages", "prompt", "params")
@@ -41,7 +41,7 @@ ASKED = ("messages", "prompt", "params")
 RUN_COLUMNS = ("time", "day", "kind", "api_type", "host", "model", "prompt_tokens",
                "completion_tokens", "cached_tokens", "total_tokens", "cost", "latency", "cached",
                "finish_reason", "tool_calls", "error", "error_message", "notebook", "cell_id",
-               "batch_id", "chat_id", "experiment", "pid")
+               "batch_id", "chat_id", "experiment", "pid", "asked")
 COLUMNS = (*RUN_COLUMNS, *ASKED, "answer")
 """The values a recorded row gives (a mapping; ``key``, the call's cache key, is optional: rows
 without one are keyed by their messages and parameters, and ``messages``, ``prompt`` and
@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS runs (
     cached_tokens INTEGER, total_tokens INTEGER, cost REAL, latency REAL NOT NULL,
     cached INTEGER NOT NULL, finish_reason TEXT, tool_calls TEXT, error TEXT, error_message TEXT,
     notebook TEXT, cell_id TEXT, batch_id TEXT, chat_id TEXT, experiment TEXT, pid INTEGER,
-    answer_id INTEGER NOT NULL);
+    asked TEXT, answer_id INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS runs_time ON runs(time);
 CREATE INDEX IF NOT EXISTS runs_answer ON runs(answer_id);
 CREATE TABLE IF NOT EXISTS spend (
@@ -93,12 +93,12 @@ INSERT INTO prompts (id, key, messages, prompt, params)
     SELECT id, 'run:' || id, messages, prompt, params FROM old_runs;
 INSERT INTO answers (id, prompt_id, answer) SELECT id, id, answer FROM old_runs;
 INSERT INTO runs (id, {", ".join(RUN_COLUMNS)}, answer_id)
-    SELECT id, {", ".join(RUN_COLUMNS)}, id FROM old_runs;
+    SELECT id, {", ".join("model" if c == "asked" else c for c in RUN_COLUMNS)}, id FROM old_runs;
 DROP TABLE old_runs;
 INSERT INTO texts_fts(texts_fts) VALUES ('rebuild');
 """
 
-_RUN = operator.itemgetter(*RUN_COLUMNS)
+_RUN = operator.itemgetter(*RUN_COLUMNS[:-1])  # all but "asked", which a row may leave out
 _ASKED = operator.itemgetter(*ASKED)
 _COUNTED = operator.itemgetter(*TOTALS[4:])
 _ADD = ", ".join(f"{t} = {t} + excluded.{t}" for t in TOTALS)
@@ -116,6 +116,28 @@ for a word in ten texts, ~3.5 µs a text: 170 ms for one in 50,000). Measured on
 cost the same near one text in eleven; words near that line take 100-200 ms."""
 _SELECT = ("SELECT r.*, p.messages, p.prompt, p.params, a.answer FROM runs r "
            "JOIN answers a ON a.id = r.answer_id JOIN prompts p ON p.id = a.prompt_id")
+
+
+MAX_LIMIT = 10**12
+"""The largest ``limit`` of a search (SQLite counts in 64 bits; ``None`` means every run)."""
+
+
+def check_query(search: Any, model: Any, limit: Any) -> None:
+    """Raise `ConfigError` for a search the store cannot run: text that is not text or cannot be
+    encoded (a lone surrogate), a limit that is not a whole number from 0 to `MAX_LIMIT`."""
+    for name, text in (("search", search), ("model", model)):
+        if text is None:
+            continue
+        try:
+            if not isinstance(text, str):
+                raise TypeError
+            text.encode("utf-8")
+        except (TypeError, UnicodeEncodeError):
+            raise ConfigError(f"{name}={text!r:.60} is not valid: expected text (a lone surrogate "
+                              f"such as '\\ud800' cannot be searched for)") from None
+    if limit is not None and (type(limit) is not int or not 0 <= limit <= MAX_LIMIT):
+        raise ConfigError(f"limit={limit!r:.30} is not valid: expected a whole number from 0 to "
+                          f"{MAX_LIMIT:,}, or None for every run")
 
 
 def day_of(t: float) -> str:
@@ -215,7 +237,8 @@ class HistoryDB:
                 self._known.clear()
                 self._prunes = prunes[0] if prunes else 0
             fresh: list[int] = []
-            db.executemany(_INSERT_RUN, [(*_RUN(row), self._answer_id(row, fresh)) for row in rows])
+            db.executemany(_INSERT_RUN, [(*_RUN(row), row.get("asked", row["model"]),
+                                          self._answer_id(row, fresh)) for row in rows])
             if fresh:
                 db.execute("INSERT INTO texts_fts(rowid, prompt, answer) SELECT id, prompt, answer "
                            "FROM texts WHERE id >= ?", (fresh[0],))
@@ -291,11 +314,12 @@ class HistoryDB:
                cached: bool | None = None, limit: int | None = 100) -> Runs:
         """Runs, newest first: those whose prompt or answer holds every word of ``text``, and
         that match every filter given."""
+        check_query(text, model, limit)
         where: list[str] = []
         args: list[Any] = []
         if model is not None:
-            where.append("r.model = ?")
-            args.append(model)
+            where.append("(r.model = ? OR r.asked = ?)")  # served (a dated name) or asked for
+            args += [model, model]
         if since is not None:
             where.append("r.time >= ?")
             args.append(since)

@@ -55,14 +55,11 @@ def history(search: str | None = None, *, model: str | None = None, since: Any =
     """Recorded runs, newest first: ``search`` finds words in prompts and answers (every word
     must appear); ``model``, ``since``, ``errors`` (True: failures only, False: successes only),
     ``cached`` filter; ``limit=None`` returns all. ``path``: another history file."""
-    if search is not None and not isinstance(search, str):
-        raise ConfigError(f"search must be text, got {type(search).__name__}")
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
-        raise ConfigError(f"limit={limit!r} is not valid: expected a whole number ≥ 0, or None")
+    from ..base.history_db import HistoryDB, check_query
+    check_query(search, model, limit)  # before the file is opened: a bad argument is the caller's
     where = history_file(path)
     if where is None:
         return Runs()
-    from ..base.history_db import HistoryDB
     flush()
     db = HistoryDB(where, create=False)
     try:

@@ -235,7 +235,8 @@ def _row(p: Prepared, completion: Completion | None, error: BaseException | None
         error=type(error).__name__ if error is not None else None,
         error_message=scrub(str(error), p.secrets)[:2000] if error is not None else None,
         notebook=where[0] if where else None, cell_id=where[1] if where else None,
-        batch_id=batch_id, chat_id=chat_id, experiment=experiment, pid=_pid)
+        batch_id=batch_id, chat_id=chat_id, experiment=experiment, pid=_pid,
+        asked=str(p.public.get("model")))
     row.prepared = p
     return row
 
