@@ -16,6 +16,10 @@ a row that does not have the expected shape is left out, never returned.
 Schema versions (``PRAGMA user_version``): 1 and 2 kept every run's messages, prompt and answer in
 its own row; opening such a file moves them into ``prompts`` and ``answers`` (one of each per old
 run, ids kept) and rebuilds the full-text index, once, in one transaction.
+
+Why one module of over 400 lines: the schema, its upgrade, the writes and the reads share the same
+SQL text and column lists and must change together; split, a column added in one half would be
+silently missing in the other.
 """
 
 from __future__ import annotations
