@@ -255,6 +255,23 @@ def test_history_path_is_honoured(llm: OpenAITestServer, tmp_path: Path,
     assert [r.answer for r in llmkit.history(path=str(target))] == ["echo: u"]
 
 
+def test_repeated_calls_store_their_request_and_answer_once(llm: OpenAITestServer,
+                                                           tmp_path: Path) -> None:
+    call = LLMCall("s", "{{ q }}")
+    for _ in range(5):
+        call.run({"q": "same question " * 50})  # a miss, then hits
+    call.run({"q": "other"})
+    recorded = runs()
+    assert len(recorded) == 6 and [r.cached for r in recorded[1:]] == [True] * 4 + [False]
+    assert {r.prompt for r in recorded[1:]} == {"s\n\n" + "same question " * 50}
+    assert len(llmkit.history("same", cached=True)) == 4
+    raw = sqlite3.connect(default_path(tmp_path))
+    counts = [raw.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+              for t in ("runs", "prompts", "answers")]
+    raw.close()
+    assert counts == [6, 2, 2]
+
+
 # -- search ------------------------------------------------------------------------------------
 
 

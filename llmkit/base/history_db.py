@@ -109,6 +109,11 @@ _INSERT_RUN = (f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}, answer_id) "
                f"VALUES ({', '.join('?' * (1 + len(RUN_COLUMNS)))})")
 _SUMS = (f"COUNT(*), SUM(cached), SUM(error IS NOT NULL), SUM(cost IS NULL), "
          f"{', '.join(f'TOTAL({t})' for t in TOTALS[4:])}")
+_DENSE = 12
+"""A search whose words are in more than one text in ``_DENSE`` checks the newest runs one by one
+(1M runs: "the", in most texts, 20 ms) instead of gathering every run of every text found (2 ms
+for a word in ten texts, ~3.5 µs a text: 170 ms for one in 50,000). Measured on 1M runs: the two
+cost the same near one text in eleven; words near that line take 100-200 ms."""
 _SELECT = ("SELECT r.*, p.messages, p.prompt, p.params, a.answer FROM runs r "
            "JOIN answers a ON a.id = r.answer_id JOIN prompts p ON p.id = a.prompt_id")
 
@@ -299,16 +304,28 @@ class HistoryDB:
         if cached is not None:
             where.append("r.cached = ?")
             args.append(int(cached))
+        source = "runs r"
         words = (text or "").replace("\x00", " ").split()  # FTS5 strings end at a NUL
         if words:
             query = " ".join('"' + word.replace('"', '""') + '"' for word in words)
-            where.insert(0, "r.answer_id IN (SELECT rowid FROM texts_fts WHERE texts_fts MATCH ?)")
-            args.insert(0, query)
-        sql = (_SELECT + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY r.time DESC, r.id DESC")
+            texts = self._rows("SELECT COALESCE(MAX(id), 0) FROM answers", ())
+            dense = max(1000, int(texts[0][0] or 0) // _DENSE) if texts else 1000
+            found = self._rows("SELECT COUNT(*) FROM (SELECT 1 FROM texts_fts WHERE texts_fts "
+                               "MATCH ? LIMIT ?)", (query, dense))
+            if found and found[0][0] < dense:  # rarer words: the runs of the texts found
+                source = "texts_fts f CROSS JOIN runs r ON r.answer_id = f.rowid"
+                where.insert(0, "texts_fts MATCH ?")
+                args.insert(0, query)
+            else:  # common words: the newest runs, each asked whether its text matches
+                where.append("EXISTS (SELECT 1 FROM texts_fts WHERE texts_fts MATCH ? "
+                             "AND rowid = r.answer_id)")
+                args.append(query)
+        order = " ORDER BY r.time DESC, r.id DESC"
+        chosen = (f"SELECT r.id FROM {source}" + (" WHERE " + " AND ".join(where) if where else "")
+                  + order + (" LIMIT ?" if limit is not None else ""))
         if limit is not None:
-            sql += " LIMIT ?"
             args.append(int(limit))
+        sql = f"{_SELECT} WHERE r.id IN ({chosen}){order}"  # ids first: texts only for those shown
         return Runs(run for run in map(_run, self._rows(sql, args)) if run is not None)
 
     def runs(self) -> Iterator[Run]:
