@@ -9,7 +9,7 @@ import pytest
 import llmkit
 import llmkit.base.config
 from llmkit import AzureClient, BudgetExceededError
-from llmkit.base.errors import AuthenticationError, ConfigError, ContextLengthError
+from llmkit.base.errors import AuthenticationError, CallError, ConfigError, ContextLengthError
 from llmkit.base.models import cost
 from llmkit.clients import budget
 from tests.conftest import SECRET
@@ -133,6 +133,15 @@ def test_auto_sends_a_responses_only_deployment_to_responses(
     assert azure_v1.requests[-1].body["model"] == "deep"
     AzureClient().complete(HELLO, model="chat")
     assert azure_v1.requests[-1].path == "/openai/v1/chat/completions"
+
+
+def test_responses_refused_on_a_classic_endpoint_say_to_use_v1(azure: OpenAITestServer) -> None:
+    """The SDK sends classic Responses to /openai/responses?api-version=..., which Azure serves only
+    with preview versions; the test server, like an older one, answers 404."""
+    with pytest.raises(CallError, match=r"AZURE_OPENAI_ENDPOINT=https://RESOURCE\.openai\.azure\.com/"
+                                        r"openai/v1") as info:
+        AzureClient().complete(HELLO, model="d", responses_api="always")
+    assert info.value.status == 404 and azure.requests[-1].path == "/openai/responses"
 
 
 def test_the_v1_endpoint_streams_responses(azure_v1: OpenAITestServer) -> None:

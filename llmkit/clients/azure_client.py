@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..base import config
-from ..base.errors import AuthenticationError, ConfigError
+from ..base.errors import AuthenticationError, CallError, ConfigError
 from .openai_client import OpenAIClient
+from .prepare import Prepared
 
 __all__ = ["AzureClient", "is_v1"]
 
@@ -76,6 +77,14 @@ class AzureClient(OpenAIClient):
         s = settings if settings is not None else self.settings()
         return bool(s.get("azure_endpoint")) and bool(
             s.get("azure_api_key") or self.token_provider is not None or _has_identity())
+
+    def advice(self, error: CallError, p: Prepared) -> str | None:
+        """A Responses call refused on a classic endpoint says where Azure serves Responses."""
+        if p.kind != "responses" or is_v1(p.settings) or error.status not in (400, 404):
+            return None
+        return ("Azure serves the Responses API on its v1 endpoint: set AZURE_OPENAI_ENDPOINT="
+                "https://RESOURCE.openai.azure.com/openai/v1 (or AZURE_API_VERSION=v1), or pass "
+                "responses_api='never' where Chat Completions can answer")
 
     def _sdk(self, s: config.Settings) -> Any:
         """One SDK client per configuration, as for every client; one signed in through a
