@@ -2,8 +2,8 @@
 
 Stdlib only. Serves ``/v1/chat/completions`` (JSON and SSE streaming), ``/v1/responses`` (JSON and SSE: text,
 function calls, reasoning items with summaries, incomplete, failed, error events),
-``/v1/embeddings``, ``/v1/models`` and the Azure
-``/openai/deployments/<name>/...`` equivalents on 127.0.0.1.
+``/v1/embeddings``, ``/v1/models``, the Azure classic ``/openai/deployments/<name>/...``
+equivalents (``api-version`` required) and Azure's v1 API ``/openai/v1/...`` on 127.0.0.1.
 
 Scripted behaviours (each consumed once per matching request, FIFO, with
 ``times=`` and ``path_contains=``): ``reply``, ``reply_tool_calls``,
@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 EMBEDDING_DIMS = 64
 MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
 _AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
+_AZURE_V1_PATH = re.compile(r"^/openai(/v1/(?:chat/completions|responses|embeddings|models))$")
 
 
 @dataclass
@@ -759,6 +760,9 @@ class OpenAITestServer:
             path = "/v1/" + azure.group(2)
             if isinstance(body, dict):
                 body = {**body, "model": azure.group(1)}
+        azure_v1 = _AZURE_V1_PATH.match(path)
+        if azure_v1:  # the model names the deployment; there is no api-version
+            path = azure_v1.group(1)
         if rec.method == "GET" and path == "/v1/models":
             data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "system"} for m in MODELS]
             return h.send_json(200, {"object": "list", "data": data})

@@ -9,7 +9,7 @@ import pytest
 import llmkit
 import llmkit.base.config
 from llmkit import AzureClient, BudgetExceededError
-from llmkit.base.errors import AuthenticationError, ConfigError, ContextLengthError
+from llmkit.base.errors import AuthenticationError, CallError, ConfigError, ContextLengthError
 from llmkit.base.models import cost
 from llmkit.clients import budget
 from tests.conftest import SECRET
@@ -86,6 +86,135 @@ def test_a_streamed_answer_without_usage_is_priced_from_its_own_counts(azure: Op
     assert completion.cost_estimated and completion.cost is not None and 0 < completion.cost
     assert worst is not None and completion.cost <= worst
     assert budget.spent() == pytest.approx(completion.cost)
+
+
+# --- the v1 API: /openai/v1/..., the plain OpenAI client, no api-version ------------------------
+
+
+@pytest.fixture
+def azure_v1(azure: OpenAITestServer, monkeypatch: pytest.MonkeyPatch) -> OpenAITestServer:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", azure.url + "/openai/v1/")
+    return azure
+
+
+def test_the_v1_endpoint_takes_chat_with_the_deployment_as_model(azure_v1: OpenAITestServer) -> None:
+    message = AzureClient().send_message(HELLO, model="my-deployment")
+    assert message["content"] == "echo: hi azure"
+    request = azure_v1.requests[-1]
+    assert request.path == "/openai/v1/chat/completions"  # not /openai/v1/openai/deployments/...
+    assert "api-version" not in request.query
+    assert request.body["model"] == "my-deployment"
+    assert request.headers["authorization"] == f"Bearer {SECRET}" and "api-key" not in request.headers
+
+
+@pytest.mark.parametrize("endpoint", ["{url}", "{url}/", "{url}/openai", "{url}/openai/v1"])
+def test_api_version_v1_uses_the_v1_url(azure: OpenAITestServer, monkeypatch: pytest.MonkeyPatch,
+                                        endpoint: str) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", endpoint.format(url=azure.url))
+    monkeypatch.setenv("AZURE_API_VERSION", "v1")
+    AzureClient().send_message(HELLO, model="d")
+    assert azure.requests[-1].path == "/openai/v1/chat/completions"
+    assert "api-version" not in azure.requests[-1].query
+
+
+def test_the_v1_endpoint_takes_responses(azure_v1: OpenAITestServer) -> None:
+    completion = AzureClient().complete(HELLO, model="my-deployment", responses_api="always")
+    assert completion.text == "echo: hi azure"
+    request = azure_v1.requests[-1]
+    assert request.path == "/openai/v1/responses" and "api-version" not in request.query
+    assert request.body["model"] == "my-deployment"
+
+
+def test_auto_sends_a_responses_only_deployment_to_responses(
+        azure_v1: OpenAITestServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMKIT_AZURE_DEPLOYMENTS", "deep:o3-pro, chat:gpt-4o")
+    assert AzureClient().complete(HELLO, model="deep").text == "echo: hi azure"
+    assert azure_v1.requests[-1].path == "/openai/v1/responses"
+    assert azure_v1.requests[-1].body["model"] == "deep"
+    AzureClient().complete(HELLO, model="chat")
+    assert azure_v1.requests[-1].path == "/openai/v1/chat/completions"
+
+
+def test_responses_refused_on_a_classic_endpoint_say_to_use_v1(azure: OpenAITestServer) -> None:
+    """The SDK sends classic Responses to /openai/responses?api-version=..., which Azure serves only
+    with preview versions; the test server, like an older one, answers 404."""
+    with pytest.raises(CallError, match=r"AZURE_OPENAI_ENDPOINT=https://RESOURCE\.openai\.azure\.com/"
+                                        r"openai/v1") as info:
+        AzureClient().complete(HELLO, model="d", responses_api="always")
+    assert info.value.status == 404 and azure.requests[-1].path == "/openai/responses"
+
+
+def test_the_v1_endpoint_streams_responses(azure_v1: OpenAITestServer) -> None:
+    pieces: list[str] = []
+    completion = AzureClient().complete(HELLO, model="d", responses_api="always", stream=True,
+                                        on_delta=pieces.append)
+    assert completion.text == "echo: hi azure" == "".join(pieces)
+    assert azure_v1.requests[-1].path == "/openai/v1/responses"
+
+
+def test_the_v1_endpoint_takes_embeddings(azure_v1: OpenAITestServer) -> None:
+    assert len(AzureClient().get_embedding("some text", model="embed-deploy")) == 64
+    assert azure_v1.requests[-1].path == "/openai/v1/embeddings"
+
+
+def _tokens() -> str:
+    """A token provider as azure-identity's get_bearer_token_provider makes one."""
+    return "entra-token-1"
+
+
+@pytest.mark.parametrize("v1", [True, False])
+def test_entra_id_through_a_token_provider(azure: OpenAITestServer, monkeypatch: pytest.MonkeyPatch,
+                                           v1: bool) -> None:
+    monkeypatch.delenv("AZURE_OPENAI_KEY")
+    monkeypatch.setitem(sys.modules, "azure.identity", None)  # the provider given needs none
+    if v1:
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", azure.url + "/openai/v1")
+    client = AzureClient(token_provider=_tokens)
+    assert client.credentials_configured()
+    assert client.send_message(HELLO, model="d")["content"] == "echo: hi azure"
+    request = azure.requests[-1]
+    assert request.headers["authorization"] == "Bearer entra-token-1" and "api-key" not in request.headers
+    assert request.path == ("/openai/v1/chat/completions" if v1 else
+                            "/openai/deployments/d/chat/completions")
+    assert _tokens.__name__ not in repr(client) and "entra-token" not in repr(client)
+
+
+def test_each_token_provider_signs_its_own_calls(azure_v1: OpenAITestServer,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AZURE_OPENAI_KEY")
+    AzureClient(token_provider=_tokens).send_message(HELLO, model="d")
+    AzureClient(token_provider=lambda: "other-token").send_message(HELLO, model="d", cache=False)
+    seen = [r.headers["authorization"] for r in azure_v1.requests]
+    assert seen == ["Bearer entra-token-1", "Bearer other-token"]
+
+
+def test_a_registered_signed_in_client_answers_llmcall(azure_v1: OpenAITestServer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the README shows: register an AzureClient with a token provider under 'azure'."""
+    monkeypatch.delenv("AZURE_OPENAI_KEY")
+    llmkit.register_client("azure", AzureClient(token_provider=_tokens))
+    llmkit.force_api_type("azure")
+    assert llmkit.LLMCall("Be brief.", "hi azure", model="d").call() == "echo: hi azure"
+    assert azure_v1.requests[-1].headers["authorization"] == "Bearer entra-token-1"
+
+
+def test_a_key_wins_over_a_token_provider(azure_v1: OpenAITestServer) -> None:
+    AzureClient(token_provider=_tokens).send_message(HELLO, model="d")
+    assert azure_v1.requests[-1].headers["authorization"] == f"Bearer {SECRET}"
+
+
+def test_a_token_provider_must_be_a_function() -> None:
+    with pytest.raises(ConfigError, match=r"token_provider=.*function returning a bearer token"):
+        AzureClient(token_provider="a-token")  # type: ignore[arg-type]
+
+
+def test_no_key_and_no_azure_identity_on_v1(azure_v1: OpenAITestServer,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AZURE_OPENAI_KEY")
+    monkeypatch.setitem(sys.modules, "azure.identity", None)
+    with pytest.raises(AuthenticationError, match=r"pip install 'llmkit\[azure\]'"):
+        AzureClient().send_message(HELLO, model="d")
+    assert azure_v1.requests == []
 
 
 # --- deployments priced, limited and ruled as the model they serve (AZURE_DEPLOYMENTS) -----------

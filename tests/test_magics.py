@@ -51,6 +51,24 @@ def test_load_ext_registers_the_magics_and_their_settings(ip: InteractiveShell) 
     assert [type(c).__name__ for c in ip.configurables].count("LLMMagics") == 1
 
 
+def test_responses_flag_sends_the_cell_to_the_responses_api(ip: InteractiveShell,
+                                                            llm: OpenAITestServer) -> None:
+    ip.user_ns["topic"] = "tides"
+    out, result = run(ip, "%%llm --format text --max-tokens 40\nTell me about {{ topic }}\n")
+    assert result.success and llm.requests[-1].path == "/v1/chat/completions"  # unchanged
+    assert out.stdout.strip() == "echo: Tell me about tides"
+    out, result = run(ip, "%%llm --responses --format text --max-tokens 40 --out answer\n"
+                          "Tell me about {{ topic }}\n")
+    assert result.success
+    sent = llm.requests[-1]
+    assert sent.path == "/v1/responses" and sent.body["max_output_tokens"] == 40
+    assert "responses_api" not in sent.body
+    assert out.stdout.strip() == "echo: Tell me about tides" == ip.user_ns["answer"]
+    out, result = run(ip, "%%llm --responses --chat talk --format text\nHello {{ topic }}\n")
+    assert result.success and llm.requests[-1].path == "/v1/responses"
+    assert out.stdout.strip() == "echo: Hello tides"
+
+
 def test_cell_is_a_template_of_notebook_variables_and_flags_reach_the_request(
         ip: InteractiveShell, llm: OpenAITestServer) -> None:
     ip.user_ns["topic"] = "the sea"

@@ -236,6 +236,17 @@ def test_chat_models_for_the_playground() -> None:
     assert names.index("gpt-4o") < names.index("gpt-4") < names.index("gpt-3.5-turbo") < names.index("o3")
 
 
+def test_chat_models_with_the_responses_only_ones() -> None:
+    names = chat_models(responses=True)
+    only = set(names) - set(chat_models())
+    assert {"o3-pro", "gpt-5-pro", "o1-pro"} <= only
+    assert all(model_info(n).mode == "responses" for n in only)
+    assert set(chat_models()) < set(names) and "text-embedding-3-small" not in names
+    assert len(names) == len(set(names))
+    assert not [n for n in names if re.search(r"-(\d{4}-\d{2}-\d{2}|\d{4})$", n)]
+    assert names.index("gpt-5-pro") < names.index("gpt-4o") < names.index("o3-pro")
+
+
 # --- models.json -----------------------------------------------------------------------------
 
 

@@ -186,6 +186,22 @@ def test_reasoning_models_take_no_temperature(llm: OpenAITestServer) -> None:
     assert not pg.temperature.disabled
 
 
+def test_responses_only_models_are_offered_and_run_on_the_responses_api(llm: OpenAITestServer) -> None:
+    pg = playground(LLMCall("Be brief.", "Explain {{ topic }}."), topic="tides")
+    assert {"o3-pro", "gpt-5-pro", "gpt-4o-mini"} <= set(pg.model.options)
+    assert pg.model.tooltip == ""
+    pg.model.value = "o3-pro"
+    assert "Responses API only" in pg.model.tooltip and pg.temperature.disabled
+    run = pg.run()
+    assert run is not None and run.result == "echo: Explain tides."
+    sent = llm.requests[-1]
+    assert sent.path == "/v1/responses" and sent.body["model"] == "o3-pro"
+    assert sent.body["max_output_tokens"] == pg.max_tokens.value and "temperature" not in sent.body
+    pg.model.value = "gpt-4o"
+    assert pg.model.tooltip == "" and pg.run() is not None
+    assert llm.requests[-1].path == "/v1/chat/completions"
+
+
 class _FailingClient(OpenAIClient):
     """A client whose failure is not one of llmkit's errors and quotes the configured key."""
 

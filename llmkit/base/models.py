@@ -156,7 +156,12 @@ def _order(name: str) -> tuple[Any, ...]:
     return (0 if family == "gpt-" else 1, -float(version) - (0.01 if omni else 0), rest)
 
 
-def chat_models() -> list[str]:
-    """Current chat-completions model names (no dated snapshots), newest families first."""
+def chat_models(*, responses: bool = False) -> list[str]:
+    """Current chat-completions model names (no dated snapshots), newest families first.
+
+    ``responses=True`` adds the models served only on the Responses API (``mode`` "responses":
+    o3-pro, gpt-5-pro, ...): llmkit's call path sends them there, so a model picker can offer them.
+    """
+    modes = {"chat", "responses"} if responses else {"chat"}
     return sorted((name for name, entry in _models().items()
-                   if entry["mode"] == "chat" and not _DATED.search(name)), key=_order)
+                   if entry["mode"] in modes and not _DATED.search(name)), key=_order)

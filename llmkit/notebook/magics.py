@@ -120,6 +120,9 @@ class LLMMagics(Magics):
                               "'yes|no', or a Python expression such as Person or list[Person]")
     @magic_arguments.argument("--chat", metavar="NAME",
                               help="continue conversation NAME: the cell is its next user message")
+    @magic_arguments.argument("--responses", action="store_true",
+                              help="send to the Responses API (/v1/responses) even where Chat "
+                              "Completions could answer; default: RESPONSES_API")
     @cell_magic
     def llm(self, line: str, cell: str) -> None:
         """Send the cell to the model and show the answer.
@@ -135,7 +138,9 @@ class LLMMagics(Magics):
             if not cell.strip():
                 raise TemplateError("the %%llm cell is empty: write the prompt below the %%llm line")
             params = {k: v for k, v in {"model": args.model, "temperature": args.temperature,
-                                        "max_tokens": args.max_tokens}.items() if v is not None}
+                                        "max_tokens": args.max_tokens,
+                                        "responses_api": "always" if args.responses else None,
+                                        }.items() if v is not None}
             output = self._type(args.output_type)
             ns = self.shell.user_ns
             live = _Live(fmt, self.stream_interval) if stream and output is None else None

@@ -93,7 +93,8 @@ class Playground(widgets.VBox):
                                        rows=3, **area)
         self.user = widgets.Textarea(user, description="user", rows=4, **area)
         self.variables_box = widgets.VBox().add_class("llmkit-variables")
-        options = list(dict.fromkeys(m for m in (model, self._default_model, *chat_models()) if m))
+        offered = (model, self._default_model, *chat_models(responses=True))  # call path routes them
+        options = list(dict.fromkeys(m for m in offered if m))
         self.model = widgets.Combobox(value=model, options=options, description="model",
                                       ensure_option=False, placeholder="model name", style=_LABEL)
         self.temperature = widgets.FloatSlider(1.0 if temperature is None else float(temperature),
@@ -167,9 +168,11 @@ class Playground(widgets.VBox):
         return self.model.value.strip() or self._default_model
 
     def _model_changed(self, change: Any = None) -> None:
-        reasoning = model_info(self._model()).reasoning
-        self.temperature.disabled = reasoning
-        self.temperature.tooltip = "reasoning models take no temperature" if reasoning else ""
+        info = model_info(self._model())
+        self.temperature.disabled = info.reasoning
+        self.temperature.tooltip = "reasoning models take no temperature" if info.reasoning else ""
+        self.model.tooltip = ("served on the Responses API only: runs go to /v1/responses"
+                              if info.mode == "responses" else "")
 
     def _request_params(self) -> dict[str, Any]:
         params = {**self._params, "max_tokens": self.max_tokens.value}
