@@ -112,7 +112,7 @@ def hosted(tool: Any) -> bool:
     if not isinstance(kind, str) or not kind or kind == "function":
         raise ConfigError(f"tools=[{dict(tool)!r:.80}]: a dict in tools is a hosted tool with its "
                           "'type' (such as {'type': 'web_search'}); give a function tool as the "
-                          "Python function itself (or llmkit.as_tool(fn))")
+                          "Python function itself (or as_tool(fn) of llmkit.calls.tool_spec)")
     return True
 
 
