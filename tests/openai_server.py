@@ -57,8 +57,11 @@ class RecordedRequest:
 
 
 _CHAT_KINDS = frozenset({"reply", "tool_calls", "null_message", "no_message", "simulator_stream",
-                         "response_failed", "error_event"})
-_RESPONSES_ONLY = frozenset({"response_failed", "error_event"})
+                         "response_failed", "error_event", "cite"})
+_RESPONSES_ONLY = frozenset({"response_failed", "error_event", "cite"})
+CITATIONS = [{"url": "https://example.com/paris", "title": "Paris <facts> & figures"},
+             {"url": "http://example.org/france", "title": "France"}]
+"""The ``url_citation`` annotations of an answer with a ``web_search`` tool (unless ``cite``)."""
 
 
 @dataclass
@@ -324,6 +327,7 @@ class OpenAITestServer:
         self._queue: list[_Action] = []
         self._window: deque[float] = deque()
         self._ids = 0
+        self._stored: dict[str, list[Any]] = {}  # Responses answers served with store: true, by id
         self._call_ids = 0  # numbers the tool calls of `reply_tool_calls` answers: call_1, call_2...
         self._lock = threading.Lock()
         self._generation = 0  # bumped by reset(): older requests stop counting as in flight
@@ -395,6 +399,7 @@ class OpenAITestServer:
             self.abandoned = 0
             self.abandoned_event = threading.Event()
             self._call_ids = 0
+            self._stored.clear()
 
     # -- waiting for events ----------------------------------------------------
     def hold(self, after: int = 0) -> None:
@@ -885,12 +890,32 @@ class OpenAITestServer:
         """A Responses answer: ``reply`` and ``reply_tool_calls`` shape it as for chat (a
         ``finish_reason="length"`` reply is ``incomplete``); ``response_failed`` and
         ``error_event`` fail it; else it echoes the last user text. A request asking for a
-        reasoning summary gets a reasoning item first, its summary ``thought about: <text>``."""
+        reasoning summary gets a reasoning item first, its summary ``thought about: <text>``.
+
+        Hosted tools in the request are run here in play: ``web_search`` adds a ``web_search_call``
+        (its query the user's text) and `citations` annotations on the text (``cite`` scripts
+        others), ``code_interpreter`` a ``code_interpreter_call`` with code and logs. With
+        ``store: true`` the answer is remembered by id; a request with ``previous_response_id``
+        continues it (an unknown id is a 400 ``previous_response_not_found``) and its echo says
+        how many earlier items it carried on: ``echo: <text> (after <n> items)``."""
         kind = action.kind if action is not None else None
         items = body.get("input")
         items = [{"role": "user", "content": items}] if isinstance(items, str) else items or []
+        earlier: list[Any] = []
+        previous = body.get("previous_response_id")
+        if previous is not None:
+            with self._lock:
+                found = self._stored.get(str(previous))
+            if found is None:
+                return h.send_json(400, error_body(400, f"Previous response with id '{previous}' not found.",
+                                                   "invalid_request_error", "previous_response_not_found",
+                                                   "previous_response_id"))
+            earlier = found
         user = [i for i in items if isinstance(i, dict) and i.get("role") == "user"]
         content = "echo: " + (_text_of(user[-1].get("content")) if user else "")
+        if previous is not None:
+            content += f" (after {len(earlier)} items)"
+        hosted = {t.get("type") for t in body.get("tools") or () if isinstance(t, dict)}
         status, reason, calls = "completed", None, []
         if action is not None and kind == "reply":
             content = action.params["content"]
@@ -903,6 +928,19 @@ class OpenAITestServer:
             content = " ".join(_words(content)[: int(limit)])
             status, reason = "incomplete", "max_output_tokens"
         output: list[dict[str, Any]] = []
+        if "web_search" in hosted:
+            output.append({"type": "web_search_call", "id": self._new_id("ws"), "status": "completed",
+                           "action": {"type": "search", "query": _text_of(user[-1].get("content"))
+                                      if user else ""}})
+        if "code_interpreter" in hosted:
+            output.append({"type": "code_interpreter_call", "id": self._new_id("ci"), "status": "completed",
+                           "container_id": "cntr_1", "code": "print(6 * 7)",
+                           "outputs": [{"type": "logs", "logs": "42\n"}]})
+        annotations: list[Any] = []
+        if "web_search" in hosted:
+            cited = action.params["citations"] if kind == "cite" else CITATIONS
+            annotations = [{"type": "url_citation", "start_index": 0, "end_index": len(content), **c}
+                           for c in cited]
         summary = (body.get("reasoning") or {}).get("summary")
         if summary:
             text = "thought about: " + content
@@ -913,7 +951,8 @@ class OpenAITestServer:
         if content or not calls:
             output.append({"type": "message", "id": self._new_id("msg"), "role": "assistant",
                            "status": "completed",
-                           "content": [{"type": "output_text", "text": content, "annotations": []}]})
+                           "content": [{"type": "output_text", "text": content,
+                                        "annotations": annotations}]})
         for call in calls:
             output.append({"type": "function_call", "id": self._new_id("fc"), "call_id": call["id"],
                            "name": call["function"]["name"], "arguments": call["function"]["arguments"],
@@ -930,6 +969,9 @@ class OpenAITestServer:
         if kind == "response_failed":
             answer.update(status="failed", output=[], error={"code": "server_error",
                                                              "message": "The model failed (simulated)."})
+        elif body.get("store") is True:
+            with self._lock:
+                self._stored[answer["id"]] = [*earlier, *items, *output]
         if not body.get("stream"):
             return h.send_json(200, answer)
         start = {**answer, "status": "in_progress", "output": [], "usage": None}
@@ -948,7 +990,7 @@ class OpenAITestServer:
                 for piece in re.findall(r"\S+\s*|\s+", content):
                     events.append({"type": "response.output_text.delta", "item_id": item["id"],
                                    "output_index": index, "content_index": 0, "delta": piece})
-            else:
+            elif item["type"] == "function_call":
                 events.append({"type": "response.function_call_arguments.delta", "item_id": item["id"],
                                "output_index": index, "delta": item["arguments"]})
             events.append({"type": "response.output_item.done", "output_index": index, "item": item})
@@ -963,6 +1005,12 @@ class OpenAITestServer:
         """Next Responses answer(s) have ``status: "failed"`` with a ``server_error`` (streams: a
         ``response.failed`` event). Only Responses requests consume it."""
         self._push("response_failed", times, None)
+
+    def cite(self, citations: list[Any], *, times: int = 1) -> None:
+        """Next Responses answer(s) with a ``web_search`` tool carry these ``url_citation``
+        annotations (each a dict merged into the annotation, sent verbatim: any URL or title, even
+        ones that are not strings). Only Responses requests consume it."""
+        self._push("cite", times, None, citations=citations)
 
     def error_event(self, *, times: int = 1) -> None:
         """Next streamed Responses answer(s) send ``response.created`` then an ``error`` event, and

@@ -244,3 +244,58 @@ def test_a_chat_call_keyword_the_prompts_do_not_use(llm: OpenAITestServer) -> No
     with pytest.warns(llmkit.LLMKitWarning, match=r"LLMChat.call\(topik=...\): topik is not a variable"):
         chat.call(topic="x", topik="y")
     chat.call(topic="z", topik="y")  # once per chat and name: warnings are errors in this suite
+
+
+# -- on the Responses API ------------------------------------------------------------------------
+
+def test_on_responses_each_turn_sends_the_transcript_with_its_reasoning_and_is_cached(
+        llm: OpenAITestServer) -> None:
+    def talk() -> tuple[LLMChat, list[str]]:
+        chat = LLMChat(system_prompt="Be brief.", user_prompt="say {{ what }}", model="gpt-5",
+                       reasoning_summary="auto")
+        return chat, [chat.call(what="hi"), chat.continue_conversation("and again")]
+
+    _, answers = talk()
+    assert answers == ["echo: say hi", "echo: and again"]
+    assert answers[1].reasoning == "thought about: echo: and again"
+    second = llm.requests[1].body
+    assert llm.requests[1].path == "/v1/responses" and second["instructions"] == "Be brief."
+    assert "previous_response_id" not in second and second["store"] is False
+    assert [(i.get("type"), i.get("role")) for i in second["input"]] == [
+        (None, "user"), ("reasoning", None), (None, "assistant"), (None, "user")]
+    assert second["input"][1]["encrypted_content"] == "ENC"
+    assert second["input"][2]["content"] == "echo: say hi"
+    again, replayed = talk()
+    assert replayed == answers and again.completion is not None and again.completion.cached
+    assert len(llm.requests) == 2
+
+
+def test_server_state_sends_only_the_new_turn_with_previous_response_id(llm: OpenAITestServer) -> None:
+    chat = LLMChat(system_prompt="Be brief.", user_prompt="say {{ what }}", model="gpt-4o-mini",
+                   server_state=True)
+    assert chat.call(what="hi") == "echo: say hi"
+    assert chat.completion is not None
+    first_id, first = chat.completion.response["id"], llm.requests[0]
+    assert first.path == "/v1/responses" and first.body["store"] is True
+    assert "previous_response_id" not in first.body
+    assert chat.continue_conversation("and again") == "echo: and again (after 2 items)"
+    second = llm.requests[1].body
+    assert second["previous_response_id"] == first_id
+    assert second["instructions"] == "Be brief." and second["input"] == [{"role": "user",
+                                                                          "content": "and again"}]
+    assert [m["content"] for m in chat.messages] == ["Be brief.", "say hi", "echo: say hi", "and again",
+                                                     "echo: and again (after 2 items)"]
+    assert chat.continue_conversation("third") == "echo: third (after 4 items)"
+    assert llm.requests[2].body["input"] == [{"role": "user", "content": "third"}]
+
+
+def test_server_state_a_forgotten_turn_leaves_the_conversation_as_it_was(llm: OpenAITestServer) -> None:
+    chat = LLMChat(user_prompt="say {{ what }}", model="gpt-4o-mini", server_state=True)
+    chat.call(what="hi")
+    before = chat.messages
+    llm.reset()  # the server forgets what it stored
+    with pytest.raises(llmkit.LLMKitError, match="not found"):
+        chat.continue_conversation("again")
+    assert chat.messages == before
+    with pytest.raises(ConfigError, match="server_state=True"):
+        LLMChat(user_prompt="x", server_state=True, responses_api="never")

@@ -244,3 +244,28 @@ def test_the_footer_names_the_tools_instead_of_their_specification() -> None:
     assert "tools=get_weather, search_docs, web_search" in bundle["text/plain"].splitlines()[0]
     for shown in bundle.values():
         assert "properties" not in shown and "Weather now" not in shown
+
+
+def test_reasoning_collapsed_above_the_answer_and_sources_below_escaped(llm: OpenAITestServer) -> None:
+    llm.cite([{"url": "https://example.com/a?x=1&y=2", "title": f"A {XSS} ](javascript:alert(1))"},
+              {"url": "javascript:alert(1)", "title": "never shown"},
+              {"url": 'https://evil.example/"onmouseover=alert(1)', "title": "never shown"}])
+    result = LLMCall("Be brief.", "{{ q }}", model="gpt-5", reasoning_summary="auto",
+                     tools=[{"type": "web_search"}]).call(q=f"find {XSS}")
+    bundle = result._repr_mimebundle_()
+    page = bundle["text/html"]
+    assert not RAW_HTML.search(page) and "never shown" not in page
+    reasoning = page.index('<details class="llmkit-reasoning"><summary')  # closed: no "open"
+    assert reasoning < page.index('class="llmkit-output"') < page.index('class="llmkit-citations"')
+    assert "thought about: echo: find &lt;script&gt;" in page
+    assert '<a href="https://example.com/a?x=1&amp;y=2" target="_blank"' in page
+    assert f"A {XSS.replace('<', '&lt;').replace('>', '&gt;')}" in page
+    assert 'class="llmkit-hosted"' in page and "query: find &lt;script&gt;" in page
+    rendered = rendered_markdown(bundle["text/markdown"])
+    assert not RAW_HTML.search(rendered) and "never shown" not in rendered
+    assert rendered.index("reasoning summary") < rendered.index("sources")
+    assert '<a href="https://example.com/a?x=1&amp;y=2">A &lt;script&gt;' in rendered
+    text = bundle["text/plain"]
+    assert "[reasoning] thought about: echo: find" in text
+    assert f"[source] A {XSS} ](javascript:alert(1)) <https://example.com/a?x=1&y=2>" in text
+    assert "[web_search_call] query: find" in text

@@ -232,3 +232,58 @@ def test_history_says_which_api_answered(llm: OpenAITestServer) -> None:
     assert responses_run.messages[-1]["content"] == HELLO[-1]["content"]  # the prompt, as chat messages
     assert HELLO[-1]["content"] in responses_run.prompt and responses_run.usage["prompt_tokens"] > 0
     assert llmkit.history(HELLO[-1]["content"].split()[0])  # and it is found by search
+
+
+# -- hosted tools --------------------------------------------------------------------------------
+
+SEARCH = {"type": "web_search"}
+INTERPRETER = {"type": "code_interpreter", "container": {"type": "auto"}}
+
+
+def test_hosted_tools_go_to_responses_as_given_and_their_steps_reach_the_result(
+        llm: OpenAITestServer) -> None:
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    mcp = {"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example.com/sse",
+           "require_approval": "never"}
+    llm.reply_tool_calls([("add", {"a": 2, "b": 3})])
+    llm.reply("5, found", path_contains="responses")
+    call = llmkit.LLMCall("Be brief.", "find {{ what }}", model="gpt-4o-mini",
+                          tools=[SEARCH, add, INTERPRETER, mcp])
+    result = call.call(what="paris")
+    assert [r.path for r in llm.requests] == ["/v1/responses"] * 2  # auto: a hosted tool means Responses
+    sent = llm.requests[0].body["tools"]
+    assert sent[0] == SEARCH and sent[2] == INTERPRETER and sent[3] == mcp and sent[1]["name"] == "add"
+    assert [s.name for s in call.steps] == ["add"] and call.steps[0].content == "5"  # only ours ran
+    assert result == "5, found"
+    assert result.citations == [{"url": "https://example.com/paris", "title": "Paris <facts> & figures"},
+                                {"url": "http://example.org/france", "title": "France"}]
+    assert [(s["type"], s["text"].splitlines()[0]) for s in result.hosted_steps] == [
+        ("web_search_call", "query: find paris"), ("code_interpreter_call", "status: completed")]
+    assert "print(6 * 7)" in result.hosted_steps[1]["text"] and "logs:\n42" in result.hosted_steps[1]["text"]
+
+
+def test_citations_keep_only_web_urls_with_text_titles(llm: OpenAITestServer) -> None:
+    llm.cite([{"url": "javascript:alert(1)", "title": "x"}, {"url": 5, "title": "five"},
+              {"url": "https://ok.example/a b", "title": "space"}, {"url": "HTTPS://ok.example/", "title": 7},
+              {"url": "HTTPS://ok.example/", "title": "again"}, {"title": "no url"}])
+    result = OpenAIClient().complete(HELLO, model="gpt-4o-mini", tools=[SEARCH])
+    assert result.citations == [{"url": "HTTPS://ok.example/", "title": "HTTPS://ok.example/"}]
+
+
+def test_hosted_tools_on_chat_are_refused_before_sending(llm: OpenAITestServer) -> None:
+    config.force_default_value("base_url", llm.base_url)
+    with pytest.raises(ConfigError, match="hosted tool 'web_search' needs the Responses API"):
+        CompatibleClient().complete(HELLO, model="any", tools=[SEARCH])
+    with pytest.raises(ConfigError, match="responses_api='never'"):
+        OpenAIClient().complete(HELLO, model="gpt-4o-mini", tools=[SEARCH], responses_api="never")
+    assert llm.requests == []
+    assert CompatibleClient().complete(HELLO, model="any", tools=[SEARCH], responses_api="always").citations
+
+
+def test_a_dict_that_is_no_hosted_tool_is_a_clear_error(llm: OpenAITestServer) -> None:
+    with pytest.raises(ConfigError, match="give a function tool as the Python function"):
+        send(HELLO, model="gpt-4o-mini", tools=[{"type": "function", "function": {"name": "f"}}])
+    assert llm.requests == []

@@ -9,10 +9,11 @@ still be odd, so every reader tolerates missing or mistyped fields.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["finish_reason", "message", "reasoning", "shape", "usage"]
+__all__ = ["citations", "finish_reason", "hosted_steps", "message", "reasoning", "shape", "usage"]
 
 # Why a Responses answer stopped early (``incomplete_details.reason``), as chat says it.
 _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
@@ -31,7 +32,9 @@ def shape(response: Mapping[str, Any]) -> str:
 
 def message(response: Mapping[str, Any]) -> dict[str, Any]:
     """The assistant message as chat has it (``role``, ``content``, ``tool_calls``); a Responses
-    answer asking for tools also has ``reasoning_items``, its reasoning to pass back."""
+    answer with reasoning also has ``reasoning_items``, its reasoning to pass back on the next
+    step or turn (only ``function_call`` items become ``tool_calls``: hosted tools ran on the
+    server)."""
     kind = shape(response)
     if kind == "embedding":
         data: list[Any] = response["data"] if isinstance(response.get("data"), list) else []
@@ -60,8 +63,8 @@ def message(response: Mapping[str, Any]) -> dict[str, Any]:
         out["content"] = "".join(texts)
     if calls:
         out["tool_calls"] = calls
-        if reasoned:  # passed back to the model with the tools' results (Responses only)
-            out["reasoning_items"] = reasoned
+    if reasoned:  # passed back to the model with the tools' results or the next turn
+        out["reasoning_items"] = reasoned
     return out
 
 
@@ -113,6 +116,65 @@ def reasoning(response: Mapping[str, Any]) -> str | None:
              for part in item.get("summary") or () if isinstance(part, Mapping)
              and isinstance(part.get("text"), str)]
     return "\n\n".join(texts) if texts else None
+
+
+def citations(response: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The ``url_citation`` annotations of a Responses answer's text as ``{"url", "title"}``, in
+    order, each URL once. Untrusted: only string http(s) URLs are kept (a ``javascript:`` one is
+    dropped), a title that is not a string becomes the URL."""
+    found: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for item in _items(response):
+        for part in item.get("content") or () if item.get("type") == "message" \
+                and isinstance(item.get("content"), list) else ():
+            notes = part.get("annotations") if isinstance(part, Mapping) else None
+            for note in notes if isinstance(notes, list) else ():
+                if not isinstance(note, Mapping) or note.get("type") != "url_citation":
+                    continue
+                url, title = note.get("url"), note.get("title")
+                if not isinstance(url, str) or not _WEB.match(url) or url in seen:
+                    continue
+                seen.add(url)
+                found.append({"url": url, "title": title if isinstance(title, str) and title else url})
+    return found
+
+
+def hosted_steps(response: Mapping[str, Any]) -> list[dict[str, str]]:
+    """What the hosted tools did, as ``{"type", "text"}`` (text in words: a search's query, an
+    interpreter's code and logs, an MCP call's tool and output), in order."""
+    steps = []
+    for item in _items(response):
+        kind = item.get("type")
+        if not isinstance(kind, str) or kind in ("message", "function_call", "reasoning"):
+            continue
+        steps.append({"type": kind, "text": "\n".join(_step_lines(item))})
+    return steps
+
+
+def _step_lines(item: Mapping[str, Any]) -> list[str]:
+    found = item.get("action")
+    action: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    pairs = (("query", action.get("query")), ("url", action.get("url")),
+             ("server", item.get("server_label")), ("tool", item.get("name")),
+             ("arguments", item.get("arguments")), ("status", item.get("status")))
+    lines = [f"{label}: {value}" for label, value in pairs if isinstance(value, str) and value]
+    if isinstance(item.get("queries"), list):
+        lines += [f"query: {q}" for q in item["queries"] if isinstance(q, str)]
+    if isinstance(item.get("code"), str):
+        lines.append(f"code:\n{item['code']}")
+    for output in item.get("outputs") or () if isinstance(item.get("outputs"), list) else ():
+        if isinstance(output, Mapping) and isinstance(output.get("logs"), str):
+            lines.append(f"logs:\n{output['logs']}")
+        elif isinstance(output, Mapping) and isinstance(output.get("type"), str):
+            lines.append(f"output: {output['type']}")
+    if isinstance(item.get("output"), str):
+        lines.append(f"output: {item['output']}")
+    if isinstance(item.get("error"), str):
+        lines.append(f"error: {item['error']}")
+    return lines
+
+
+_WEB = re.compile(r"^https?://[^\s<>\"'`]+$", re.IGNORECASE)
 
 
 def _items(response: Mapping[str, Any]) -> list[Mapping[str, Any]]:

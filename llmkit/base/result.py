@@ -131,6 +131,18 @@ class Completion:
         """The summary of the model's reasoning (Responses, with ``reasoning_summary=``), or None."""
         return answer_shapes.reasoning(self.response)
 
+    @property
+    def citations(self) -> list[dict[str, str]]:
+        """The web pages the answer cites (a hosted ``web_search``): ``[{"url", "title"}]``,
+        http(s) URLs only; empty when none."""
+        return answer_shapes.citations(self.response)
+
+    @property
+    def hosted_steps(self) -> list[dict[str, str]]:
+        """What hosted tools did on the server for this answer (searches, interpreter code and
+        logs, MCP calls): ``[{"type", "text"}]``; empty when none."""
+        return answer_shapes.hosted_steps(self.response)
+
 
 class Result(str):
     """The output text of a call (a ``str``) that also carries its `Completion`."""
@@ -157,6 +169,14 @@ class Result(str):
     @property
     def reasoning(self) -> str | None:
         return self.completion.reasoning
+
+    @property
+    def citations(self) -> list[dict[str, str]]:
+        return self.completion.citations
+
+    @property
+    def hosted_steps(self) -> list[dict[str, str]]:
+        return self.completion.hosted_steps
 
     @property
     def cached(self) -> bool:

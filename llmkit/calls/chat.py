@@ -31,6 +31,8 @@ class _State(NamedTuple):
     started: bool = False  # the system prompt is in
     completion: Completion | None = None
     steps: tuple[Any, ...] = ()
+    response_id: str | None = None  # server_state: the last turn's stored answer
+    known: int = 0  # server_state: how many messages the server already holds
 
 
 class LLMChat:
@@ -49,11 +51,22 @@ class LLMChat:
                  output_type: Any = None, tools: Sequence[Any] | None = None, *,
                  client: Any = None, max_steps: int = 8,
                  approve: Callable[[str, dict[str, Any]], bool | str] | None = None,
-                 tool_cache: str | None = None, **model_params: Any) -> None:
+                 tool_cache: str | None = None, server_state: bool = False,
+                 **model_params: Any) -> None:
         for a, b in (("system_template_name", "system_prompt"), ("user_template_name", "user_prompt")):
             if locals()[a] is not None and locals()[b] is not None:
                 raise ConfigError(f"LLMChat: give {a} or {b}, not both")
         check_params("LLMChat", model_params)
+        if not isinstance(server_state, bool):
+            raise ConfigError(f"LLMChat: server_state={server_state!r} is not valid: expected True or False")
+        if server_state:
+            if model_params.get("responses_api") == "never" or "previous_response_id" in model_params \
+                    or model_params.get("store") is False:
+                raise ConfigError("LLMChat: server_state=True keeps the conversation on the server with "
+                                  "the Responses API (store=True, previous_response_id): leave out "
+                                  "responses_api='never', store and previous_response_id")
+            model_params = {"responses_api": "always", **model_params, "store": True}
+        self.server_state = server_state
         system = system_template_name or system_prompt
         user = user_template_name or user_prompt
         self.system_template = Template(system) if system else None
@@ -153,15 +166,21 @@ class LLMChat:
             raise ConfigError("LLMChat: nothing to send yet; give a user_prompt or call "
                               "add_user_message / continue_conversation first")
         from ..clients.recorder import linked
+        state, sent, extra = self._state, messages, dict[str, Any]()
+        if self.server_state and state.response_id is not None:  # the server holds the rest
+            system = [m for m in messages[:state.known] if m["role"] in ("system", "developer")]
+            sent, extra = [*system, *messages[state.known:]], {"previous_response_id": state.response_id}
         with linked(chat_id=self.id):  # the run history links every turn to this conversation
-            answer = send(messages, client=self.client,
+            answer = send(sent, client=self.client,
                           output=output_type or self.output_type, tools=self.tools,
-                          **self._tool_options, **self.model_params)
+                          **self._tool_options, **self.model_params, **extra)
         if answer.steps:
             from .tool_loop import tool_messages
             messages += tool_messages(answer.steps)
         messages.append(_assistant(answer.completion))
-        self._state = _State(tuple(messages), True, answer.completion, tuple(answer.steps))
+        served = answer.completion.response.get("id")
+        self._state = _State(tuple(messages), True, answer.completion, tuple(answer.steps),
+                             served if isinstance(served, str) and served else None, len(messages))
         return answer.value
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
@@ -189,5 +208,10 @@ def _content(text: Any) -> Any:
 
 
 def _assistant(completion: Completion) -> dict[str, Any]:
+    """The answer as the transcript keeps it: its text, and on Responses its reasoning items, to
+    send back with the next turn (a chat request leaves them out)."""
     message = completion.message
-    return {"role": "assistant", "content": message.get("content") or ""}
+    kept = {"role": "assistant", "content": message.get("content") or ""}
+    if message.get("reasoning_items"):
+        kept["reasoning_items"] = message["reasoning_items"]
+    return kept

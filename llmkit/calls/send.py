@@ -124,15 +124,14 @@ def send(messages: Sequence[Mapping[str, Any]], *, client: Client | None = None,
     if tools:
         from ..base.secrets import scrub
         from .tool_loop import run_tools
-        from .tool_spec import as_tool
-        declared = [as_tool(t) for t in tools]
-        specs = [t.spec() for t in declared]
+        from .tool_spec import spec
+        specs = [spec(t) for t in tools]  # hosted tools (dicts) as given; the server runs them
         store = None
         use_cache = settings["cache_api_calls"] if cache is None else cache
         if tool_cache == "pure" and use_cache:
             from ..clients.store import open_cache
             store = open_cache(settings["cache_dir"] or None)
-        completion, steps = run_tools(lambda turn: one(turn, tools=specs), conversation, declared,
+        completion, steps = run_tools(lambda turn: one(turn, tools=specs), conversation, tools,
                                       max_steps=max_steps, approve=approve, tool_cache=tool_cache,
                                       cache=store, scrub=lambda text: scrub(text, sent[0].secrets))
     else:

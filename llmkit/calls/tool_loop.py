@@ -15,7 +15,9 @@ With ``tool_cache="pure"`` a result is memoised in the response cache under
 <canonical JSON>})`` as ``{"tool_result": <text>}``: a run whose answers come from the cache
 replays its steps without calling the tools, and a function redefined under the same name (or
 closing over other values) gets a key of its own. By default tools always run, cache hit or not.
-How a function becomes a `Tool` is `llmkit.calls.tool_spec`.
+How a function becomes a `Tool` is `llmkit.calls.tool_spec`. Hosted tools (dicts) run on the
+server: only ``function_call`` items become ``tool_calls`` (`llmkit.base.answer_shapes`), so the
+loop never sees their calls, and ``tools`` may hold them (they are skipped here).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 
 from ..base.cache_entries import cache_key
 from ..base.errors import CacheError, ConfigError, ToolLoopError
-from .tool_spec import Tool, ToolArgumentsError, as_tool
+from .tool_spec import Tool, ToolArgumentsError, as_tool, hosted
 
 __all__ = ["YES", "ToolStep", "approved", "run_tools", "tool_messages"]
 
@@ -90,7 +92,7 @@ class _Call:
 
 
 def run_tools(send: Callable[[list[dict[str, Any]]], Any], messages: Sequence[Mapping[str, Any]],
-              tools: Sequence[Callable[..., Any] | Tool], *, max_steps: int = 8,
+              tools: Sequence[Callable[..., Any] | Tool | Mapping[str, Any]], *, max_steps: int = 8,
               approve: Callable[[str, dict[str, Any]], bool | str] | None = None,
               tool_cache: str | None = None, cache: Any = None,
               scrub: Callable[[str], str] | None = None) -> tuple[Any, list[ToolStep]]:
@@ -110,7 +112,7 @@ def run_tools(send: Callable[[list[dict[str, Any]]], Any], messages: Sequence[Ma
         raise ConfigError(f"tool_cache must be None or 'pure', not {tool_cache!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ConfigError(f"max_steps must be a whole number of at least 1, not {max_steps!r}")
-    declared = [as_tool(t) for t in tools]
+    declared = [as_tool(t) for t in tools if not hosted(t)]  # type: ignore[arg-type]
     by_name = {t.name: t for t in declared}
     if len(by_name) < len(declared):
         raise ConfigError(f"two tools share a name: {[t.name for t in declared]}")

@@ -6,6 +6,8 @@ each parameter's text from an ``Args:`` / ``:param x:`` / numpy ``Parameters`` s
 `Tool.spec` is the request's ``tools`` entry, which is also what `count_tokens` counts;
 `Tool.arguments` validates what the model sends back. `identity` fingerprints what a function
 computes, for the memo of pure tools. Running the model's calls is `llmkit.calls.tool_loop`.
+A dict (``{"type": "web_search"}``) is a hosted tool (`hosted`): the server runs it, so it is
+sent as it is and never described or run here.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 from ..base.errors import ConfigError
 
-__all__ = ["Tool", "ToolArgumentsError", "as_tool", "identity"]
+__all__ = ["Tool", "ToolArgumentsError", "as_tool", "hosted", "identity", "spec"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what the API accepts as a function name
 
@@ -97,6 +99,27 @@ class Tool:
         """Parse and validate ``arguments_json``, then call the function and return its value."""
         _, args, kwargs = self.arguments(arguments_json)
         return self.function(*args, **kwargs)
+
+
+def hosted(tool: Any) -> bool:
+    """True when ``tool`` is a hosted tool: a dict with a ``type`` other than ``"function"``
+    (``{"type": "web_search"}``, ``{"type": "code_interpreter", "container": {"type": "auto"}}``,
+    ``{"type": "mcp", ...}``, ``{"type": "file_search", ...}``). A dict that is not one raises
+    `ConfigError`: a function tool is given as the Python function, which the loop can run."""
+    if not isinstance(tool, Mapping):
+        return False
+    kind = tool.get("type")
+    if not isinstance(kind, str) or not kind or kind == "function":
+        raise ConfigError(f"tools=[{dict(tool)!r:.80}]: a dict in tools is a hosted tool with its "
+                          "'type' (such as {'type': 'web_search'}); give a function tool as the "
+                          "Python function itself (or as_tool(fn) of llmkit.calls.tool_spec)")
+    return True
+
+
+def spec(tool: Any) -> dict[str, Any]:
+    """The request's ``tools`` entry for ``tool``: a hosted tool's dict unchanged (a copy), a
+    function's `Tool.spec`."""
+    return dict(tool) if hosted(tool) else as_tool(tool).spec()
 
 
 def as_tool(fn: Callable[..., Any] | Tool, *, name: str | None = None,
@@ -202,6 +225,10 @@ def _fingerprint(value: Any, out: list[Any], seen: set[int]) -> None:
 
 def _describe(fn: Callable[..., Any], name: str | None,
               description: str | None) -> tuple[str, str, dict[str, Any], Any]:
+    if isinstance(fn, Mapping):
+        hosted(fn)  # a dict that is no tool at all raises its ConfigError
+        raise ConfigError(f"{dict(fn)!r:.80} is a hosted tool: the server runs it, so it has no "
+                          "Python description; pass it in tools=[...]")
     if not callable(fn):
         raise TypeError(f"a tool must be a function or a llmkit Tool, not {type(fn).__name__}")
     if inspect.iscoroutinefunction(fn):

@@ -83,6 +83,7 @@ CHAT: dict[str, tuple[Check, str]] = {
     "verbosity": _TEXT,
     "metadata": _MAP,
     "store": _BOOL,
+    "previous_response_id": _TEXT,  # the Responses API only (`llmkit.clients.responses.wanted`)
     "modalities": _LIST,
     "audio": _MAP,
     "prediction": _MAP,

@@ -4,6 +4,8 @@ A call is written in the chat vocabulary (messages, ``max_tokens``, ``response_f
 ``tools``...) and translated here, once, into a Responses body (`translate`); what comes back is
 the API's own JSON, checked here (`answer`, `collect_events`) and read like a chat completion by
 `llmkit.base.answer_shapes`. `wanted` decides which API serves a call (RESPONSES_API).
+A tool given as a dict (``{"type": "web_search"}``) is a hosted tool: the server runs it, so it is
+sent as it is, and only Responses takes it.
 """
 
 from __future__ import annotations
@@ -14,31 +16,45 @@ from typing import Any
 from ..base.errors import CallError, ConfigError, InvalidRequestError, RateLimitError, ServerError
 from ..base.models import ModelInfo
 
-__all__ = ["MODES", "answer", "collect_events", "translate", "wanted"]
+__all__ = ["MODES", "answer", "collect_events", "hosted_tools", "translate", "wanted"]
 
 MODES = ("auto", "always", "never")
 SUMMARIES = ("auto", "concise", "detailed")
 _SAME = ("model", "temperature", "top_p", "tool_choice", "parallel_tool_calls", "metadata", "store",
-         "service_tier", "user", "top_logprobs", "extra_headers", "extra_body")
+         "service_tier", "user", "top_logprobs", "extra_headers", "extra_body", "previous_response_id")
 _REFUSED = ("frequency_penalty", "presence_penalty", "stop", "n", "seed", "logprobs", "logit_bias",
             "modalities", "audio", "prediction")
 _AUTO_API_TYPES = ("openai", "azure")  # compatible and local servers: chat unless told otherwise
+
+
+def hosted_tools(tools: Any) -> list[str]:
+    """The types of the hosted tools among ``tools`` (entries that are not function tools:
+    ``web_search``, ``code_interpreter``, ``mcp``, ``file_search``...)."""
+    return [str(t.get("type")) for t in tools or () if isinstance(t, Mapping) and t.get("type") != "function"]
 
 
 def wanted(mode: str, api_type: str, info: ModelInfo, given: Mapping[str, Any]) -> bool:
     """Whether a call goes to ``/v1/responses``: ``always``, or under ``auto`` on the openai and
     azure api types when Chat Completions cannot serve it: a model served only on Responses, function
     tools with a reasoning model at an effort other than ``none`` (GPT-5.4 on refuses them on chat),
-    or a reasoning summary asked for. ``given``: the call's own parameters."""
+    a reasoning summary, a hosted tool or a ``previous_response_id``. ``given``: the call's own
+    parameters. A hosted tool or a ``previous_response_id`` on a call that goes to chat is a
+    `ConfigError` (chat has neither), raised before anything is sent."""
     if mode not in MODES:
         raise ConfigError(f"responses_api={mode!r} is not valid: expected one of {', '.join(MODES)}")
-    if mode != "auto":
-        return mode == "always"
-    if api_type not in _AUTO_API_TYPES:
-        return False
+    hosted = hosted_tools(given.get("tools"))
+    only_here = [*(f"the hosted tool {kind!r}" for kind in hosted),
+                 *(["previous_response_id"] if "previous_response_id" in given else [])]
     effort = given.get("reasoning_effort")
-    return (info.mode == "responses" or "reasoning_summary" in given
-            or (bool(given.get("tools")) and info.reasoning and effort is not None and effort != "none"))
+    chosen = mode == "always" or (mode == "auto" and api_type in _AUTO_API_TYPES and (
+        info.mode == "responses" or "reasoning_summary" in given or bool(only_here)
+        or (bool(given.get("tools")) and info.reasoning and effort is not None and effort != "none")))
+    if only_here and not chosen:
+        raise ConfigError(f"{', '.join(only_here)} needs the Responses API, which this call does not "
+                          f"use (responses_api={mode!r} on the {api_type!r} api type; hosted tools run "
+                          "on OpenAI and Azure OpenAI): leave it out, or pass responses_api='always' "
+                          "if the server serves /v1/responses")
+    return chosen
 
 
 def translate(chat: Mapping[str, Any], given: Mapping[str, Any], *, reasoning: bool) -> dict[str, Any]:
@@ -133,9 +149,11 @@ def _format(response_format: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+    if tool.get("type") != "function":
+        return dict(tool)  # a hosted tool: sent as it was given
     function = tool.get("function")
-    if tool.get("type") != "function" or not isinstance(function, Mapping):
-        raise ConfigError(f"a tool for the Responses API must be a function tool, got {tool!r:.80}")
+    if not isinstance(function, Mapping):
+        raise ConfigError(f"a function tool for the Responses API needs its 'function', got {tool!r:.80}")
     flat = {"type": "function", "name": function.get("name"),
             "parameters": function.get("parameters") or {"type": "object", "properties": {}}}
     if "description" in function:

@@ -1,6 +1,7 @@
 """The three static views of a call (a `CallSummary`): text/plain, text/html and text/markdown,
 and the pieces of them the widgets and the playground reuse (`header_html`, `message_html`,
-`answer_html`, `usage_text`).
+`answer_html`, `usage_text`). The reasoning summary sits collapsed above the answer, the cited
+pages (http(s) links only) and what hosted tools did below it.
 
 Pure functions of plain, already scrubbed data: every user, model and server text placed into
 HTML is escaped, the answer is rendered by `llmkit.notebook.kit.markdown_html` and Markdown output
@@ -28,8 +29,8 @@ from .kit import (
 )
 from .summary import CallSummary, MessageView
 
-__all__ = ["COLLAPSE_AT", "CUT_OFF", "answer_html", "header_html", "message_html", "to_html",
-           "to_markdown", "to_text", "usage_text"]
+__all__ = ["COLLAPSE_AT", "CUT_OFF", "answer_html", "citations_html", "header_html", "message_html",
+           "reasoning_html", "to_html", "to_markdown", "to_text", "usage_text"]
 
 COLLAPSE_AT = 400
 """Messages longer than this many characters are collapsed (``<details>``)."""
@@ -78,8 +79,12 @@ def to_text(s: CallSummary) -> str:
         content = m.content if len(m.content) <= COLLAPSE_AT else (
             m.content[:COLLAPSE_AT] + f"… ({len(m.content) - COLLAPSE_AT} more characters)")
         lines.append(f"[{_label(m)}] {content}")
+    if s.reasoning is not None:
+        lines.append(f"[reasoning] {s.reasoning}")
     if s.output is not None:
         lines.append(f"[output] {s.output}")
+    lines += [f"[source] {title} <{url}>" for url, title in s.citations]
+    lines += [f"[{kind}] {text}" for kind, text in s.hosted_steps]
     if s.usage is not None:
         lines.append(usage_text(s))
     return "\n".join(lines)
@@ -122,10 +127,38 @@ def answer_html(text: str, finish_reason: str | None = None) -> str:
             f'<div class="llmkit-output">{markdown_html(text)}</div>')
 
 
+def reasoning_html(text: str) -> str:
+    """The reasoning summary, collapsed (a static ``<details>``: it stays as it is in a saved
+    notebook reopened without the kernel)."""
+    return (f'<details class="llmkit-reasoning"><summary style="{LABEL_STYLE};cursor:pointer">'
+            f'reasoning summary</summary><div {PRE_ATTRS}>{html.escape(text)}</div></details>')
+
+
+def citations_html(s: CallSummary) -> str:
+    """The cited pages as links (their URLs were checked to be http(s); both are escaped) and,
+    collapsed, what the hosted tools did."""
+    parts = []
+    if s.citations:
+        links = "".join(f'<li><a href="{html.escape(url)}" target="_blank" rel="noopener noreferrer '
+                        f'nofollow">{html.escape(title)}</a></li>' for url, title in s.citations
+                        if url.lower().startswith(("http://", "https://")))
+        parts.append(f'<div class="llmkit-citations"><div style="{LABEL_STYLE}">sources</div>'
+                     f'<ol style="margin:0.2em 0">{links}</ol></div>')
+    if s.hosted_steps:
+        steps = "".join(f'<div style="{LABEL_STYLE}">{html.escape(kind)}</div>'
+                        f'<div {PRE_ATTRS}>{html.escape(text)}</div>' for kind, text in s.hosted_steps)
+        parts.append(f'<details class="llmkit-hosted"><summary style="{LABEL_STYLE};cursor:pointer">'
+                     f'hosted tools · {len(s.hosted_steps)} step'
+                     f'{"" if len(s.hosted_steps) == 1 else "s"}</summary>{steps}</details>')
+    return "".join(parts)
+
+
 def to_html(s: CallSummary) -> str:
     """The answer first, the prompt below it (collapsed once there is an answer), then one footer
     line. Every user, model and server text is escaped."""
     parts = []
+    if s.reasoning is not None:
+        parts.append(reasoning_html(s.reasoning))
     if s.output is not None:
         parts.append(answer_html(s.output, s.finish_reason))
         # Copying the answer: rendered Markdown loses its markup, and notebook front ends strip
@@ -133,6 +166,8 @@ def to_html(s: CallSummary) -> str:
         parts.append(f'<details class="llmkit-copy"><summary style="{LABEL_STYLE};cursor:pointer">'
                      f'answer as text, to copy</summary><pre style="white-space:pre-wrap;'
                      f'user-select:all;margin:0.2em 0">{html.escape(s.output)}</pre></details>')
+    if s.citations or s.hosted_steps:
+        parts.append(citations_html(s))
     prompt = [message_html(m) for m in s.messages]
     if s.variables:
         prompt.insert(0, f"<div style=\"{LABEL_STYLE}\">variables: "
@@ -160,8 +195,32 @@ def to_markdown(s: CallSummary) -> str:
             parts.append(f"<details><summary>{label}</summary>\n\n{fence(m.content)}\n\n</details>")
         else:
             parts.append(f"**{label}**\n\n{fence(m.content)}")
+    if s.reasoning is not None:
+        parts.append(f"<details><summary>reasoning summary</summary>\n\n{fence(s.reasoning)}\n\n</details>")
     if s.output is not None:
         parts.append("**output**\n\n" + keep_line_breaks(safe_markdown(s.output)))
+    if s.citations:  # the link text escaped as Markdown, the URL (checked http(s)) percent-escaped
+        parts.append("**sources**\n\n" + "\n".join(
+            f"{i}. [{_md_text(title)}](<{_md_url(url)}>)" for i, (url, title) in enumerate(s.citations, 1)
+            if url.lower().startswith(("http://", "https://"))))
+    for kind, text in s.hosted_steps:
+        parts.append(f"**{html.escape(kind)}**\n\n{fence(text)}")
     if s.usage is not None:
         parts.append(usage_text(s))
     return "\n\n".join(parts)
+
+
+def _md_text(text: str) -> str:
+    """Text that Markdown shows as it is: every punctuation mark backslash-escaped, ``&`` as an
+    entity, line breaks as spaces (a link's text: no markup, no tag, no second link)."""
+    flat = " ".join(text.split()).replace("&", "&amp;")
+    return "".join(f"\\{c}" if c in _MD_PUNCTUATION else c for c in flat)
+
+
+_MD_PUNCTUATION = frozenset("\\`*_{}[]()#+-.!|~<>\"'")
+
+
+def _md_url(url: str) -> str:
+    """A URL safe inside ``<...>`` of a Markdown link: characters that could end it or start
+    markup percent-encoded."""
+    return "".join(f"%{ord(c):02X}" if c in '<>()[]"\'` \\' or ord(c) < 32 else c for c in url)

@@ -52,6 +52,9 @@ class CallSummary:
     cost: float | None = None  # what was paid (`Completion.paid`): 0 for a cache hit or local model
     finish_reason: str | None = None
     cost_estimated: bool = False  # the cost comes from llmkit's token counts, not the server's usage
+    reasoning: str | None = None  # the model's reasoning summary (Responses), shown collapsed
+    citations: tuple[tuple[str, str], ...] = ()  # (http(s) url, title) the answer cites
+    hosted_steps: tuple[tuple[str, str], ...] = ()  # (type, what it did) of hosted tools
 
 
 def summarize(obj: Any) -> CallSummary:
@@ -105,10 +108,14 @@ def _from_completion(title: str, completion: Completion, scrub: Scrub) -> CallSu
     # None: the server sent no usage; {}: it sent something that is not token counts (unknown)
     usage = completion.usage if completion.response.get("usage") is not None else None
     paid = completion.paid
+    reasoning = completion.reasoning
     return CallSummary(title, scrub(model), _shown_params(params, scrub), messages, [],
                        scrub(_message_text(completion.message)), usage, completion.latency,
                        completion.cached, paid, completion.finish_reason,
-                       bool(paid) and completion.cost_estimated)
+                       bool(paid) and completion.cost_estimated,
+                       scrub(reasoning) if reasoning is not None else None,
+                       tuple((scrub(c["url"]), scrub(c["title"])) for c in completion.citations),
+                       tuple((scrub(s["type"]), scrub(s["text"])) for s in completion.hosted_steps))
 
 
 def _message_text(message: Mapping[str, Any]) -> str:
